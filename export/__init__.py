@@ -1,0 +1,1 @@
+"""novum.export: ONNX graphs (fp32 / fp16), TensorRT engines, verification against torch."""

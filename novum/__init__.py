@@ -1,0 +1,6 @@
+"""novum: NOVUM neural object volumes, from PyTorch training to real-time inference."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

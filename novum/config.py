@@ -1,0 +1,136 @@
+"""Model configuration: architecture, classes, volumes, input format.
+
+Everything a loader needs to rebuild a model travels with it as this config (native checkpoint
+metadata, ONNX metadata_props, engine sidecar), serialised with :func:`to_dict` / :func:`from_dict`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+PASCAL3D_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "boat", "bottle", "bus", "car",
+    "chair", "diningtable", "motorbike", "sofa", "train", "tvmonitor",
+)
+# Upstream per-class vertex counts (shared/docs/upstream-novum.md section 3) and the cuboid grid
+# (xn, yn, zn) that produced them.
+PASCAL3D_N_LIST: tuple[int, ...] = (1032, 1030, 1112, 1062, 1130, 1024, 1046, 1088, 1112, 1078, 1076, 1046)
+PASCAL3D_GRIDS: tuple[tuple[int, int, int], ...] = (
+    (17, 18, 6), (6, 23, 13), (8, 23, 12), (8, 9, 27), (8, 29, 9), (10, 24, 8),
+    (11, 12, 17), (18, 13, 10), (8, 23, 12), (19, 11, 11), (6, 35, 8), (17, 11, 12),
+)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class BackboneConfig:
+    """ResNet encoder + DoubleConv/Up decoder ("resnetext"), upstream structure.
+
+    ``block`` is "bottleneck" (ResNet-50 style, expansion 4) or "basic" (ResNet-18 style).
+    ``width`` is the stem width (64 for torchvision ResNets). ``decoder_out`` is the decoder's
+    output width before the 1x1 projection to ``feature_dim``.
+    """
+
+    arch: str = "resnetext50"
+    block: str = "bottleneck"
+    layers: tuple[int, int, int, int] = (3, 4, 6, 3)
+    width: int = 64
+    decoder_out: int = 256
+    feature_dim: int = 128
+
+    @property
+    def expansion(self) -> int:
+        return 4 if self.block == "bottleneck" else 1
+
+    def stage_channels(self) -> tuple[int, int, int, int]:
+        e = self.expansion
+        return tuple(self.width * m * e for m in (1, 2, 4, 8))  # type: ignore[return-value]
+
+
+@dataclass
+class ModelConfig:
+    """A whole NOVUM model: backbone, class volumes, input format.
+
+    ``extents`` are per-class cuboid ranges ``(x0, x1, y0, y1, z0, z1)`` in object coordinates
+    (PASCAL CAD frame, z up); ``n_list`` the vertex count of each class mesh; ``max_n`` the
+    class block size in the flattened bank. ``input_size`` is (H, W) of the network input;
+    ``focal`` the focal length in input pixels of the framing (upstream: 3000 at 640x800, objects
+    at ``distance`` 5 centred in the crop).
+    """
+
+    classes: tuple[str, ...] = PASCAL3D_CLASSES
+    n_list: tuple[int, ...] = PASCAL3D_N_LIST
+    max_n: int = 1130
+    n_clutter: int = 2560
+    extents: tuple[tuple[float, ...], ...] | None = None
+    input_size: tuple[int, int] = (640, 800)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    focal: float = 3000.0
+    distance: float = 5.0
+    stride: int = 8
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+    def __post_init__(self) -> None:
+        self.classes = tuple(self.classes)
+        self.n_list = tuple(int(n) for n in self.n_list)
+        self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        if self.extents is not None:
+            self.extents = tuple(tuple(float(v) for v in e) for e in self.extents)
+        if isinstance(self.backbone, dict):
+            bb = dict(self.backbone)
+            bb["layers"] = tuple(bb.get("layers", (3, 4, 6, 3)))
+            self.backbone = BackboneConfig(**bb)
+        if len(self.classes) != len(self.n_list):
+            raise ValueError(f"config has {len(self.classes)} classes but {len(self.n_list)} vertex counts")
+        if self.n_list and max(self.n_list) > self.max_n:
+            raise ValueError(f"max_n={self.max_n} is smaller than the largest class mesh ({max(self.n_list)})")
+        if self.input_size[0] % self.stride or self.input_size[1] % self.stride:
+            raise ValueError(f"input_size {self.input_size} must be multiples of the stride {self.stride}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def feature_size(self) -> tuple[int, int]:
+        return self.input_size[0] // self.stride, self.input_size[1] // self.stride
+
+    @property
+    def num_vertex_rows(self) -> int:
+        """Rows of the class part of the bank (padding included): C * max_n."""
+        return self.num_classes * self.max_n
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def upstream_config() -> ModelConfig:
+    """The official NOVUM release: ResNet-50 resnetext, 12 PASCAL3D+ classes, 640x800."""
+    from novum.volumes import upstream_extents
+
+    return ModelConfig(extents=upstream_extents())
+
+
+def small_config(classes: tuple[str, ...] = PASCAL3D_CLASSES, input_size: tuple[int, int] = (128, 160),
+                 extents: tuple[tuple[float, ...], ...] | None = None, vertices: int = 200,
+                 width: int = 32, feature_dim: int = 64) -> ModelConfig:
+    """A CPU-sized variant of the same structure: ResNet-18-style basic blocks, narrow decoder."""
+    from novum.volumes import default_extents, mesh_counts
+
+    extents = extents or tuple(default_extents(c) for c in classes)
+    n_list = tuple(mesh_counts(e, vertices) for e in extents)
+    bb = BackboneConfig(arch="resnetext18s", block="basic", layers=(2, 2, 2, 2), width=width,
+                        decoder_out=2 * width, feature_dim=feature_dim)
+    h = input_size[0]
+    return ModelConfig(classes=tuple(classes), n_list=n_list, max_n=max(n_list), n_clutter=256,
+                       extents=extents, input_size=input_size, focal=3000.0 * h / 640.0, backbone=bb)

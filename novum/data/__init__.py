@@ -1,0 +1,1 @@
+"""Data: synthetic posed dataset, PASCAL3D+ (NeMo layout) loader, occluders, corruptions."""

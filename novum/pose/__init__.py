@@ -1,0 +1,1 @@
+"""Pose: plain-torch renderer, render-and-compare refiner, pose metric."""

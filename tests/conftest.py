@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def upstream_ckpt(tmp_path_factory) -> Path:
+    """An upstream-layout .pth (random weights, the documented keys and memory layout)."""
+    from factories import make_upstream_checkpoint
+
+    path = tmp_path_factory.mktemp("upstream") / "classification_saved_model_199.pth"
+    make_upstream_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def upstream_model(upstream_ckpt):
+    from novum.checkpoint import import_upstream
+
+    return import_upstream(upstream_ckpt)
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    from factories import make_small_model
+
+    return make_small_model()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu skip with a reason unless TensorRT, pycuda and a CUDA device are present."""
+    reason = gpu_unavailable_reason()
+    if reason:
+        for it in items:
+            if "gpu" in it.keywords:
+                it.add_marker(pytest.mark.skip(reason=reason))
+
+
+def gpu_unavailable_reason() -> str | None:
+    import importlib.util
+
+    for mod in ("tensorrt", "pycuda"):
+        if importlib.util.find_spec(mod) is None:
+            return f"needs '{mod}' and a CUDA GPU (pip install '.[trt]' on a GPU machine)"
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU"
+    return None
