@@ -116,7 +116,7 @@ class ModelConfig:
 
 def upstream_config() -> ModelConfig:
     """The official NOVUM release: ResNet-50 resnetext, 12 PASCAL3D+ classes, 640x800."""
-    from novum.volumes import upstream_extents
+    from novum.mesh import upstream_extents
 
     return ModelConfig(extents=upstream_extents())
 
@@ -125,7 +125,7 @@ def small_config(classes: tuple[str, ...] = PASCAL3D_CLASSES, input_size: tuple[
                  extents: tuple[tuple[float, ...], ...] | None = None, vertices: int = 200,
                  width: int = 32, feature_dim: int = 64) -> ModelConfig:
     """A CPU-sized variant of the same structure: ResNet-18-style basic blocks, narrow decoder."""
-    from novum.volumes import default_extents, mesh_counts
+    from novum.mesh import default_extents, mesh_counts
 
     extents = extents or tuple(default_extents(c) for c in classes)
     n_list = tuple(mesh_counts(e, vertices) for e in extents)
