@@ -1,0 +1,91 @@
+"""ONNX Runtime backend: CUDA or TensorRT execution provider when the session really has it, else CPU.
+
+The provider actually used comes from ``session.get_providers()``, never from
+``get_available_providers()`` (onnxruntime-gpu lists CUDA even where it cannot load it).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from novum.errors import InputError, NovumError
+from novum.runtime.backends.base import Backend, TensorSpec
+
+ORT_DTYPES = {
+    "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_,
+}
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class OrtBackend(Backend):
+    """``device``: auto (CUDA if the session gets it, else CPU) | cpu | cuda | tensorrt.
+    ``intra_op_threads`` / ``inter_op_threads``: ONNX Runtime thread pools (0 = its default)."""
+
+    kind = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: str = "auto", intra_op_threads: int = 0,
+                 inter_op_threads: int = 0, **_: object) -> None:
+        super().__init__(path)
+        import onnxruntime as ort
+
+        if device not in ("auto", *PROVIDERS):
+            raise InputError(f"unknown device '{device}' for ONNX Runtime; use auto, cpu, cuda or tensorrt")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(intra_op_threads)
+        opts.inter_op_num_threads = int(inter_op_threads)
+        opts.log_severity_level = 3
+        available = ort.get_available_providers()
+        wanted = PROVIDERS["cpu"] if device == "auto" and "CUDAExecutionProvider" not in available else \
+            PROVIDERS["cuda" if device == "auto" else device]
+        wanted = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=wanted)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
+            msg = " ".join(str(e).split())[:200]
+            raise NovumError(f"{self.path}: ONNX Runtime cannot load the model ({msg}); re-export it with novum-export") from None
+        self.providers = self.session.get_providers()
+        used = self.providers[0]
+        if device in ("cuda", "tensorrt") and used == "CPUExecutionProvider":
+            raise NovumError(f"{self.path.name}: ONNX Runtime fell back to CPU although --device {device} was asked "
+                             f"(install onnxruntime-gpu with CUDA 13 + cuDNN 9, or use --device cpu)")
+        self.device = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda",
+                       "TensorrtExecutionProvider": "tensorrt"}.get(used, used)
+        self.io = [TensorSpec(t.name, tuple(t.shape), np.dtype(ORT_DTYPES.get(t.type, np.float32)), True)
+                   for t in self.session.get_inputs()]
+        self.io += [TensorSpec(t.name, tuple(t.shape), np.dtype(ORT_DTYPES.get(t.type, np.float32)), False)
+                    for t in self.session.get_outputs()]
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = _config_from_props(props, self.path)
+        self.precision = props.get("precision") or _guess_precision(self.path)
+        self._input_name = self.inputs[0].name
+        b = self.inputs[0].shape[0]
+        self.max_batch = b if isinstance(b, int) and b > 0 else None  # a dynamic batch has no limit in ORT
+
+    def _infer(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.session.run(None, {self._input_name: frames})
+        return dict(zip(self.output_names, outs))
+
+    def _deactivate(self) -> None:
+        pass
+
+
+def _config_from_props(props: dict[str, str], path: Path) -> dict:
+    raw = props.get("novum_config")
+    if raw is None:
+        raise NovumError(f"{path}: no 'novum_config' in the ONNX metadata: not a novum export; export it with novum-export")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise NovumError(f"{path}: the ONNX metadata 'novum_config' is not valid JSON; re-export with novum-export") from None
+
+
+def _guess_precision(path: Path) -> str:
+    name = path.name.lower()
+    return "fp16" if "fp16" in name else "int8" if "int8" in name else "fp32"

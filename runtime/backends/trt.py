@@ -1,0 +1,168 @@
+"""TensorRT backend over pycuda (TensorRT 10.x and 11.x, name-based tensor API only).
+
+One engine, one execution context, one stream. Pinned host buffers and device buffers are sized
+once from the engine's shapes at the optimisation profile's maximum batch; each call sets the
+input shape (checked against the profile first), copies in asynchronously, runs
+``execute_async_v3`` and copies the outputs back on the same stream. ``pycuda.autoprimaryctx``
+makes it share the device's primary context with torch in the same process.
+
+Before deserialising, the engine's sidecar (``<engine>.json``) is compared with this machine's
+TensorRT version and GPU, so a foreign engine fails with a one-line "rebuild with ..." error.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from novum.errors import InputError, NovumError
+from novum.runtime.backends.base import Backend, TensorSpec
+
+
+def _import_trt() -> tuple[Any, Any]:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise NovumError("TensorRT is not installed: pip install '.[trt]' on a machine with an NVIDIA GPU, "
+                         "or run the .onnx model with ONNX Runtime") from None
+    try:
+        import pycuda.driver as cuda
+        import pycuda.autoprimaryctx  # noqa: F401  (shares the primary context with torch)
+    except ImportError:
+        raise NovumError("pycuda is not installed: pip install '.[trt]' (it compiles against the CUDA toolkit)") from None
+    except Exception as e:  # cuInit failures: no driver, no device
+        raise NovumError(f"CUDA is not usable here ({' '.join(str(e).split())[:120]}); run the .onnx model with ONNX Runtime") from None
+    return trt, cuda
+
+
+def read_sidecar(engine_path: Path) -> dict[str, Any]:
+    side = Path(str(engine_path) + ".json")
+    if not side.is_file():
+        raise NovumError(f"{engine_path}: no sidecar {side.name} next to the engine; rebuild with novum-export --engine")
+    try:
+        return json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise NovumError(f"{side}: unreadable sidecar; rebuild with novum-export --engine") from None
+
+
+def sidecar_config(side: dict[str, Any], engine_path: Path) -> dict[str, Any]:
+    """The model config a sidecar carries (``config`` as a dict, or ``novum_config`` as JSON)."""
+    cfg = side.get("config", side.get("novum_config"))
+    if isinstance(cfg, str):
+        cfg = json.loads(cfg)
+    if not isinstance(cfg, dict) or "classes" not in cfg or "input_size" not in cfg:
+        raise NovumError(f"{engine_path}: the sidecar holds no model config (classes, input_size); rebuild with novum-export --engine")
+    return cfg
+
+
+class TensorRTBackend(Backend):
+    kind = "tensorrt"
+
+    def __init__(self, path: str | Path, **_: object) -> None:
+        super().__init__(path)
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: engine not found")
+        trt, cuda = _import_trt()
+        self.trt, self.cuda = trt, cuda
+        dev = cuda.Context.get_device()
+        self.gpu_name = str(dev.name())
+        self.compute_capability = tuple(int(v) for v in dev.compute_capability())
+        from novum.export.sidecar import check_sidecar
+
+        check_sidecar(self.path, trt.__version__, self.gpu_name, self.compute_capability)
+        side = read_sidecar(self.path)
+        self.metadata = sidecar_config(side, self.path)
+        self.precision = str(side.get("precision", "fp32"))
+        self.device = "cuda"
+
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise NovumError(f"{self.path}: TensorRT {trt.__version__} could not deserialise this engine (another "
+                             f"TensorRT version or GPU?); rebuild with novum-export --engine on this machine")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        for n in names:
+            is_in = self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
+            dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(n)))
+            self.io.append(TensorSpec(n, tuple(self.engine.get_tensor_shape(n)), dtype, is_in))
+        if len(self.inputs) != 1:
+            raise NovumError(f"{self.path}: expected one input tensor, the engine has {len(self.inputs)}")
+        self.input_name = self.inputs[0].name
+        shape = self.inputs[0].shape
+        if -1 in shape:
+            lo, opt, hi = (tuple(s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0))
+        else:
+            lo = opt = hi = tuple(shape)
+        self.profile = (lo, opt, hi)
+        self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
+        self.host: dict[str, np.ndarray] = {}
+        self.dev: dict[str, Any] = {}
+        self.stream = None
+
+    # buffers are sized once, at the profile's maximum shapes
+    def _activate(self) -> None:
+        cuda, ctx = self.cuda, self.context
+        self._set_shape(self.profile[2])
+        for t in self.io:
+            shape = tuple(ctx.get_tensor_shape(t.name))
+            if any(d < 0 for d in shape):
+                raise NovumError(f"{self.path}: cannot size tensor {t.name} {list(shape)} from the engine's profile")
+            count = int(np.prod(shape))
+            self.host[t.name] = cuda.pagelocked_empty(count, t.dtype)
+            self.dev[t.name] = cuda.mem_alloc(max(1, count * t.dtype.itemsize))
+            ctx.set_tensor_address(t.name, int(self.dev[t.name]))
+        self.stream = cuda.Stream()
+
+    def _set_shape(self, shape: tuple[int, ...]) -> None:
+        ok = self.context.set_input_shape(self.input_name, tuple(int(d) for d in shape))
+        if ok is False:
+            raise NovumError(f"{self.path}: TensorRT refused input shape {list(shape)} for {self.input_name} "
+                             f"(profile {[list(s) for s in self.profile]})")
+        missing = self.context.infer_shapes()
+        if missing:
+            raise NovumError(f"{self.path}: TensorRT cannot infer shapes of {list(missing)}")
+
+    def check_frames(self, frames: np.ndarray) -> np.ndarray:
+        frames = np.asarray(frames)
+        b = frames.shape[0] if frames.ndim == 4 else 1
+        if not self.min_batch <= b <= self.max_batch:
+            raise InputError(f"{self.path.name}: batch {b} is outside the engine's optimisation profile "
+                             f"(batch {self.min_batch}..{self.max_batch}); infer batches in that range or rebuild "
+                             f"with novum-export --engine --max-batch {b}")
+        saved, self.max_batch = self.max_batch, None
+        try:
+            return super().check_frames(frames)
+        finally:
+            self.max_batch = saved
+
+    def _infer(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        cuda, ctx, stream = self.cuda, self.context, self.stream
+        self._set_shape(frames.shape)
+        n = frames.size
+        staged = self.host[self.input_name][:n]
+        staged[:] = frames.reshape(-1)
+        cuda.memcpy_htod_async(self.dev[self.input_name], staged, stream)
+        if ctx.execute_async_v3(stream.handle) is False:
+            raise NovumError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
+        shapes = {}
+        for t in self.outputs:
+            shapes[t.name] = tuple(ctx.get_tensor_shape(t.name))
+            cuda.memcpy_dtoh_async(self.host[t.name][:int(np.prod(shapes[t.name]))], self.dev[t.name], stream)
+        stream.synchronize()
+        return {name: self.host[name][:int(np.prod(s))].reshape(s).copy() for name, s in shapes.items()}
+
+    def _deactivate(self) -> None:
+        for d in self.dev.values():
+            d.free()
+        self.dev.clear()
+        self.host.clear()
+        self.stream = None
+
+    def close(self) -> None:
+        super().close()
+        self.context = None
+        self.engine = None
