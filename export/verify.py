@@ -1,0 +1,251 @@
+"""Verification: torch vs ONNX Runtime vs TensorRT on the same frames, per output and precision.
+
+For every target (an ``.onnx`` file run by ONNX Runtime, or an ``.engine`` run by the TensorRT
+backend of novum.runtime) and every output it shares with torch, the report gives the max abs
+error, the cosine similarity and the agreement (top-1 for ``scores``, identical winning row for
+``vertex``), checked against the tolerance of the target's precision (:data:`TOLERANCES`, each
+with the reason it is what it is).
+
+Scores are sums over pixels: a pixel whose winning row moves to another class (a near tie flipped
+by rounding) moves two class scores by up to ``1 / (C*max_n)``. Reduced-precision score
+tolerances are therefore "absolute part + a fraction of pixels switching class", and top-1 must
+agree on every frame whose torch top-1/top-2 margin is larger than twice that tolerance (near-ties
+may flip; their count is reported).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from novum.errors import NovumError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    precision: str
+    scores_atol: float          # absolute part of the score tolerance
+    scores_pixel_frac: float    # + this fraction of pixels switching class: frac * h*w / (C*max_n)
+    scores_cos: float           # min per-frame cosine similarity of the score vectors
+    top1: float                 # min top-1 agreement on decisive frames (fp32: on all frames)
+    vertex_agree: float         # min fraction of pixels with the same winning bank row
+    vertex_score_atol: float
+    features_cos: float         # min per-pixel cosine similarity of the feature vectors
+    reason: str
+
+    def scores_limit(self, pixels: int, rows: int) -> float:
+        return self.scores_atol + self.scores_pixel_frac * pixels / rows
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance("fp32", 1e-5, 0.0, 0.99999, 1.0, 0.999, 1e-5, 0.9999,
+                      "same math in fp32; only the summation order differs (a vertex may differ at an exact tie)"),
+    "tf32": Tolerance("tf32", 1e-4, 0.02, 0.999, 1.0, 0.95, 2e-3, 0.995,
+                      "TensorRT 'fp32' engines use TF32 (10-bit mantissa) in convolutions and matmuls unless "
+                      "built with --strict-fp32"),
+    "fp16": Tolerance("fp16", 1e-4, 0.02, 0.999, 1.0, 0.95, 2e-3, 0.995,
+                      "fp16 activations (11-bit mantissa) perturb each unit feature by ~1e-3: similarities move "
+                      "by ~2e-4 and near-tie pixels change their winning vertex and class, each moving a score by "
+                      "<= 1/(C*max_n); top-1 may flip only on frames with a smaller margin than the tolerance"),
+    "int8": Tolerance("int8", 1e-3, 0.10, 0.99, 0.9, 0.70, 2e-2, 0.95,
+                      "int8 weights and activations (8-bit) perturb the features by ~1e-2: many near-tie pixels "
+                      "switch vertex; only the top-1 class of clear frames is expected to hold"),
+}
+
+
+@dataclass
+class OutputCheck:
+    output: str
+    max_abs: float | None
+    cosine: float | None
+    agreement: float | None
+    limits: str
+    ok: bool
+
+
+@dataclass
+class TargetReport:
+    target: str
+    backend: str
+    precision: str
+    tolerance: Tolerance | None = None
+    checks: list[OutputCheck] = field(default_factory=list)
+    top1: float | None = None          # over all frames
+    decisive: int = 0                  # frames with a margin above 2x the score tolerance
+    seconds: float = 0.0
+    skipped: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped is None and all(c.ok for c in self.checks)
+
+
+@dataclass
+class VerifyReport:
+    frames: int
+    frame_source: str
+    targets: list[TargetReport]
+
+    @property
+    def ok(self) -> bool:
+        """All targets that ran are inside their tolerance (skipped ones do not count)."""
+        return all(t.ok for t in self.targets if t.skipped is None)
+
+    def table(self) -> str:
+        rows = ["| target | backend | precision | output | max abs err | cosine | agreement | tolerance | ok |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for t in self.targets:
+            if t.skipped:
+                rows.append(f"| {t.target} | {t.backend} | {t.precision} | - | - | - | - | skipped: {t.skipped} | - |")
+                continue
+            for c in t.checks:
+                agree = "-" if c.agreement is None else f"{100 * c.agreement:.2f}%"
+                if c.output == "scores":
+                    agree += f" (all {100 * (t.top1 or 0):.0f}%, {t.decisive}/{self.frames} decisive)"
+                rows.append(f"| {t.target} | {t.backend} | {t.precision} | {c.output} | {_f(c.max_abs)} | "
+                            f"{_f(c.cosine, 7)} | {agree} | {c.limits} | {'yes' if c.ok else 'NO'} |")
+        return "\n".join(rows)
+
+    def reasons(self) -> str:
+        seen = {t.tolerance.precision: t.tolerance.reason for t in self.targets if t.tolerance}
+        return "\n".join(f"- {p}: {r}" for p, r in seen.items())
+
+
+def verify(model: Any, targets: list[str | Path], *, frames: np.ndarray | None = None, n_frames: int = 8,
+           seed: int = 0, frame_source: str | None = None, providers: list[str] | None = None,
+           log: Callable[[str], None] | None = None) -> VerifyReport:
+    """Run torch (``model``, a NovumModel) and each target on the same uint8 BGR frames; compare.
+
+    ``frames`` default to :func:`novum.export.frames.render_frames` at the model's input size.
+    """
+    import torch
+
+    from novum.export.frames import render_frames
+
+    H, W = model.config.input_size
+    if frames is None:
+        frames = render_frames(n_frames, H, W, seed)
+        frame_source = frame_source or f"{n_frames} rendered frames (shaded boxes, clutter, noise)"
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    if frames.shape[1:] != (H, W, 3):
+        raise NovumError(f"verification frames are {list(frames.shape[1:])}, the model expects [{H}, {W}, 3]")
+    with torch.no_grad():
+        refs = [model.predict_bgr(torch.from_numpy(frames[i:i + 4])) for i in range(0, len(frames), 4)]
+    ref = {k: torch.cat([r[k] for r in refs]).cpu().numpy() for k in refs[0]}
+    cfg = model.config
+    pixels, rows = cfg.feature_size[0] * cfg.feature_size[1], cfg.num_vertex_rows
+    reports = []
+    for target in targets:
+        target = Path(target)
+        rep = _run_target(target, frames, providers)
+        if rep[0] is None:
+            reports.append(TargetReport(target.name, rep[1], rep[2], skipped=rep[3]))
+        else:
+            out, backend, precision, seconds = rep
+            reports.append(compare(ref, out, target.name, backend, precision, pixels, rows, seconds))
+        if log:
+            t = reports[-1]
+            log(f"verify {t.target} ({t.backend}, {t.precision}): "
+                + (f"skipped: {t.skipped}" if t.skipped else f"{'ok' if t.ok else 'OUTSIDE TOLERANCE'} ({t.seconds:.1f}s)"))
+    return VerifyReport(len(frames), frame_source or f"{len(frames)} given frames", reports)
+
+
+def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], target: str, backend: str, precision: str,
+            pixels: int, rows: int, seconds: float = 0.0) -> TargetReport:
+    """Per-output comparison of ``out`` with the torch reference ``ref`` under ``precision``'s tolerance."""
+    tol = TOLERANCES.get(precision, TOLERANCES["int8"])
+    rep = TargetReport(target, backend, precision, tol, seconds=seconds)
+    s_ref, s = ref["scores"].astype(np.float64), out["scores"].astype(np.float64)
+    lim = tol.scores_limit(pixels, rows)
+    err = float(np.abs(s - s_ref).max())
+    cos = float(_cosine(s, s_ref).min())
+    top_ref, top = s_ref.argmax(1), s.argmax(1)
+    rep.top1 = float((top_ref == top).mean())
+    srt = np.sort(s_ref, 1)
+    margin = srt[:, -1] - srt[:, -2] if s_ref.shape[1] > 1 else np.full(len(s_ref), np.inf)
+    decisive = np.ones(len(s_ref), bool) if tol.precision == "fp32" else margin > 2 * lim
+    rep.decisive = int(decisive.sum())
+    agree = float((top_ref == top)[decisive].mean()) if decisive.any() else 1.0
+    rep.checks.append(OutputCheck("scores", err, cos, agree,
+                                  f"err<={lim:.1e}, cos>={tol.scores_cos}, top1>={100 * tol.top1:.0f}%",
+                                  err <= lim and cos >= tol.scores_cos and agree >= tol.top1))
+    if "vertex" in out:
+        va = float((out["vertex"] == ref["vertex"]).mean())
+        rep.checks.append(OutputCheck("vertex", None, None, va, f"same row>={100 * tol.vertex_agree:.1f}%",
+                                      va >= tol.vertex_agree))
+    if "vertex_score" in out:
+        e = float(np.abs(out["vertex_score"].astype(np.float64) - ref["vertex_score"]).max())
+        c = float(_cosine(out["vertex_score"].reshape(len(s), -1), ref["vertex_score"].reshape(len(s), -1)).min())
+        rep.checks.append(OutputCheck("vertex_score", e, c, None, f"err<={tol.vertex_score_atol:.0e}",
+                                      e <= tol.vertex_score_atol))
+    if "features" in out:
+        f, fr = out["features"].astype(np.float64), ref["features"].astype(np.float64)
+        e = float(np.abs(f - fr).max())
+        c = float(_cosine(np.moveaxis(f, 1, -1).reshape(-1, f.shape[1]), np.moveaxis(fr, 1, -1).reshape(-1, f.shape[1])).min())
+        rep.checks.append(OutputCheck("features", e, c, None, f"cos>={tol.features_cos}", c >= tol.features_cos))
+    return rep
+
+
+def run_onnx(path: str | Path, frames: np.ndarray, providers: list[str] | None = None,
+             max_batch: int | None = None) -> dict[str, np.ndarray]:
+    """All outputs of an ONNX file on ``frames`` (ONNX Runtime, batched by ``max_batch``)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    step = max_batch or len(frames)
+    parts = [sess.run(names, {sess.get_inputs()[0].name: frames[i:i + step]}) for i in range(0, len(frames), step)]
+    return {n: np.concatenate([p[j] for p in parts]) for j, n in enumerate(names)}
+
+
+def _run_target(target: Path, frames: np.ndarray, providers):
+    """(outputs, backend, precision, seconds) or (None, backend, precision, why-skipped)."""
+    if target.suffix == ".onnx":
+        from novum.export.onnx import read_metadata
+
+        meta = read_metadata(target)
+        t0 = time.perf_counter()
+        out = run_onnx(target, frames, providers, meta.get("max_batch"))
+        return out, "onnxruntime", meta.get("precision", "fp32"), time.perf_counter() - t0
+    import json
+
+    side_path = Path(str(target) + ".json")
+    side = json.loads(side_path.read_text()) if side_path.is_file() else {}
+    precision = side.get("precision", "fp32")
+    if precision == "fp32" and not side.get("strict_fp32", False):
+        precision = "tf32"
+    try:
+        from novum.runtime.backends import load
+    except ImportError:
+        return None, "tensorrt", precision, "the TensorRT runtime backend (novum.runtime) is not in this build"
+    try:
+        backend = load(target)
+    except NovumError as e:
+        return None, "tensorrt", precision, str(e)
+    t0 = time.perf_counter()
+    try:
+        with backend:
+            step = getattr(backend, "max_batch", None) or len(frames)
+            parts = [backend.infer(frames[i:i + step]) for i in range(0, len(frames), step)]
+    finally:
+        backend.close()
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return out, "tensorrt", precision, time.perf_counter() - t0
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    num = (a * b).sum(1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{digits}e}" if digits == 2 else f"{v:.{digits}f}"
