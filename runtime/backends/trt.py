@@ -11,9 +11,10 @@ TensorRT version and GPU, so a foreign engine fails with a one-line "rebuild wit
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from novum.errors import InputError, NovumError
 from novum.runtime.backends.base import Backend, TensorSpec
 
 
-def _import_trt() -> tuple[Any, Any]:
+def _import_trt() -> tuple[Any, Any, Any]:
     try:
         import tensorrt as trt
     except ImportError:
@@ -29,12 +30,12 @@ def _import_trt() -> tuple[Any, Any]:
                          "or run the .onnx model with ONNX Runtime") from None
     try:
         import pycuda.driver as cuda
-        import pycuda.autoprimaryctx  # noqa: F401  (shares the primary context with torch)
+        import pycuda.autoprimaryctx as primary  # shares the device's primary context with torch
     except ImportError:
         raise NovumError("pycuda is not installed: pip install '.[trt]' (it compiles against the CUDA toolkit)") from None
     except Exception as e:  # cuInit failures: no driver, no device
         raise NovumError(f"CUDA is not usable here ({' '.join(str(e).split())[:120]}); run the .onnx model with ONNX Runtime") from None
-    return trt, cuda
+    return trt, cuda, primary.context
 
 
 def read_sidecar(engine_path: Path) -> dict[str, Any]:
@@ -64,7 +65,7 @@ class TensorRTBackend(Backend):
         super().__init__(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: engine not found")
-        trt, cuda = _import_trt()
+        trt, cuda, self.cuda_context = _import_trt()
         self.trt, self.cuda = trt, cuda
         dev = cuda.Context.get_device()
         self.gpu_name = str(dev.name())
@@ -102,6 +103,29 @@ class TensorRTBackend(Backend):
         self.host: dict[str, np.ndarray] = {}
         self.dev: dict[str, Any] = {}
         self.stream = None
+
+    @contextlib.contextmanager
+    def _current(self) -> Iterator[None]:
+        """Make the primary context current on the calling thread (CUDA contexts are per thread:
+        autoprimaryctx made it current only on the importing thread; the pipeline infers on another)."""
+        self.cuda_context.push()
+        try:
+            yield
+        finally:
+            self.cuda.Context.pop()
+
+    def activate(self) -> "TensorRTBackend":
+        with self._current():
+            super().activate()
+        return self
+
+    def deactivate(self) -> None:
+        with self._current():
+            super().deactivate()
+
+    def infer(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        with self._current():
+            return super().infer(frames)
 
     # buffers are sized once, at the profile's maximum shapes
     def _activate(self) -> None:

@@ -1,0 +1,293 @@
+"""The novum-run pipeline: capture -> inference -> output, three threads joined by bounded queues.
+
+- capture thread: reads the source and frames each image for the model (``Framer``);
+- inference thread: ``backend.infer`` one frame at a time (lowest latency);
+- output (calling) thread: top-k + confidence, overlay, video, JSONL, window and keys.
+
+Stages overlap, so the pipeline runs at the speed of its slowest stage, normally the model. Queues
+hold at most a couple of frames: files are processed frame by frame (capture waits for the
+model); live sources drop stale frames in the source itself (only the newest is kept), so a slow
+model never builds up lag. Ctrl-C, 'q', a failing stage or a broken stream all end the run the
+same way: the threads stop, the video is finalised and renamed, the JSONL is fsynced.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from novum.errors import NovumError
+from novum.runtime.backends.base import Backend
+from novum.runtime.framing import Crop, Framer
+from novum.runtime.results import Prediction, predict
+from novum.runtime.sinks import JsonlSink, VideoSink
+from novum.runtime.sources import Frame, Source
+
+_END = object()
+
+
+@dataclass
+class RunOptions:
+    topk: int = 3
+    roi: tuple[float, float, float, float] | None = None
+    save: Path | None = None
+    jsonl: Path | None = None
+    show: bool = False
+    parts: bool = False
+    parts_alpha: float = 0.5
+    pose_every: int = 0              # 0 = only on the 'p' key (window)
+    pose_checkpoint: Path | None = None   # native checkpoint for the pose refiner
+    max_frames: int | None = None
+    queue_size: int = 2
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    model_ms: list[float] = field(default_factory=list)
+    interrupted: bool = False
+    stream_error: str | None = None
+    saved: Path | None = None
+    jsonl: Path | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def model_fps(self) -> float:
+        return 1000.0 / float(np.mean(self.model_ms)) if self.model_ms else 0.0
+
+    def line(self) -> str:
+        ms = f", model p50 {np.percentile(self.model_ms, 50):.1f} ms ({self.model_fps:.1f} FPS)" if self.model_ms else ""
+        drop = f", {self.dropped} stale frames dropped" if self.dropped else ""
+        return f"{self.frames} frames in {self.seconds:.2f} s: {self.fps:.1f} FPS end to end{ms}{drop}"
+
+
+@dataclass
+class _Item:
+    frame: Frame
+    image: np.ndarray
+    crop: Crop
+    t_capture: float
+    outputs: dict[str, np.ndarray] | None = None
+    model_ms: float = 0.0
+
+
+class Pipeline:
+    def __init__(self, backend: Backend, source: Source, opts: RunOptions | None = None) -> None:
+        self.backend, self.source = backend, source
+        self.opts = opts or RunOptions()
+        self.framer = Framer(backend.input_size, self.opts.roi)
+        self.classes = backend.classes
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.q_in: queue.Queue = queue.Queue(self.opts.queue_size)
+        self.q_out: queue.Queue = queue.Queue(self.opts.queue_size)
+        self.blend_parts = None
+        if self.opts.parts:
+            from novum.runtime.overlay import load_parts
+
+            self.blend_parts = load_parts()
+            if "vertex" not in backend.output_names:
+                raise NovumError(f"{backend.path.name}: --parts needs the 'vertex' output, which this model lacks")
+        self.pose = None
+        if self.opts.pose_every:
+            from novum.runtime.pose import PoseWorker
+
+            if "features" not in backend.output_names:
+                raise NovumError(f"{backend.path.name}: pose needs the 'features' output; export the model with "
+                                 f"novum-export --features")
+            self.pose = PoseWorker(self.opts.pose_checkpoint, backend.metadata)
+        self.paused = False
+        self.quit = False
+
+    # -- stages ----------------------------------------------------------------------------
+    def _put(self, q: queue.Queue, item: Any) -> bool:
+        while True:
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if self.stop.is_set() and item is not _END:
+                    return False
+                if self.stop.is_set():  # make room for the end marker
+                    try:
+                        q.get_nowait()
+                    except queue.Empty:
+                        pass
+
+    def _capture(self) -> None:
+        n = 0
+        try:
+            for f in self.source:
+                if self.stop.is_set() or (self.opts.max_frames is not None and n >= self.opts.max_frames):
+                    break
+                image, crop = self.framer(f.image)
+                if not self._put(self.q_in, _Item(f, image, crop, time.perf_counter())):
+                    break
+                n += 1
+        except BaseException as e:  # noqa: BLE001 - handed to the calling thread
+            self.errors.append(e)
+            self.stop.set()
+        finally:
+            self._put(self.q_in, _END)
+
+    def _infer(self) -> None:
+        try:
+            self.backend.activate()
+            while True:
+                item = self.q_in.get()
+                if item is _END:
+                    break
+                t0 = time.perf_counter()
+                out = self.backend.infer(item.image[None])
+                item.model_ms = (time.perf_counter() - t0) * 1000
+                item.outputs = out
+                if not self._put(self.q_out, item):
+                    break
+        except BaseException as e:  # noqa: BLE001
+            self.errors.append(e)
+            self.stop.set()
+        finally:
+            self._put(self.q_out, _END)
+
+    # -- output (calling thread) -----------------------------------------------------------
+    def run(self) -> RunSummary:
+        o = self.opts
+        summary = RunSummary(saved=o.save, jsonl=o.jsonl)
+        video = VideoSink(o.save, self.source.fps) if o.save else None
+        log = JsonlSink(o.jsonl) if o.jsonl else None
+        threads = [threading.Thread(target=self._capture, name="novum-capture", daemon=True),
+                   threading.Thread(target=self._infer, name="novum-infer", daemon=True)]
+        t_start = None
+        recent: collections.deque[float] = collections.deque(maxlen=30)   # output times, for the FPS shown
+        try:
+            for t in threads:
+                t.start()
+            while True:
+                item = self.q_out.get()
+                if item is _END:
+                    break
+                now = time.perf_counter()
+                if t_start is None:
+                    t_start = now - item.model_ms / 1000
+                recent.append(now)
+                fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
+                pred = predict(item.outputs, 0, self.classes, o.topk)
+                annotated = self._annotate(item, pred, fps) if (video or o.show) else None
+                if video:
+                    video.write(annotated)
+                if log:
+                    log.write(self._record(item, pred, now))
+                summary.frames += 1
+                summary.model_ms.append(item.model_ms)
+                if o.show:
+                    self._show(annotated)
+                if self.quit:
+                    break
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            self.stop.set()
+            for t in threads:
+                t.join(timeout=5.0)
+            if t_start is not None:
+                summary.seconds = time.perf_counter() - t_start
+            if video:
+                video.close()
+            if log:
+                log.close()
+            if self.pose:
+                self.pose.close()
+            if o.show:
+                _close_window()
+        summary.dropped = self.source.dropped
+        if self.errors and not isinstance(self.errors[0], KeyboardInterrupt):
+            raise self.errors[0]
+        if not summary.interrupted and not self.quit:
+            summary.stream_error = self.source.error
+        return summary
+
+    def _annotate(self, item: _Item, pred: Prediction, fps: float | None) -> np.ndarray:
+        frame = item.frame.image   # a fresh array per frame: annotate in place
+        view = None
+        if self.blend_parts is not None:
+            view = self.blend_parts(item.image.copy(), item.outputs["vertex"][0], self.backend.metadata, self.opts.parts_alpha)
+        if self.pose is not None:
+            self._pose_step(item, pred)
+            view = self.pose.draw(view if view is not None else item.image.copy())
+        from novum.runtime.overlay import draw
+
+        return draw(frame, pred, item.crop, fps, item.model_ms, view, self.framer)
+
+    def _pose_step(self, item: _Item, pred: Prediction) -> None:
+        every = self.opts.pose_every
+        if every and item.frame.index % every == 0 or self.pose.requested:
+            self.pose.submit(item.outputs["features"][0], pred.index, item.frame.index)
+
+    def _record(self, item: _Item, pred: Prediction, now: float) -> dict[str, Any]:
+        f = item.frame
+        rec: dict[str, Any] = {"frame": f.index, "timestamp": None if f.timestamp is None else round(f.timestamp, 6)}
+        if f.name:
+            rec["name"] = f.name
+        rec.update(pred.record())
+        rec["latency_ms"] = {"model": round(item.model_ms, 3), "pipeline": round((now - item.t_capture) * 1000, 3)}
+        rec["crop"] = [round(v, 2) for v in (item.crop.x0, item.crop.y0, item.crop.w, item.crop.h)]
+        if self.pose is not None and self.pose.fresh():
+            rec["pose"] = self.pose.record()
+        return rec
+
+    def _show(self, frame: np.ndarray) -> None:
+        import cv2
+
+        from novum.runtime.display import WINDOW
+
+        cv2.imshow(WINDOW, frame)
+        while True:
+            key = cv2.waitKey(1 if not self.paused else 50) & 0xFF
+            if key in (ord("q"), 27):
+                self.quit = True
+            elif key == ord(" "):
+                self.paused = not self.paused
+            elif key == ord("p"):
+                self._request_pose()
+            try:
+                if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                    self.quit = True
+            except cv2.error:
+                self.quit = True
+            if self.quit or not self.paused:
+                return
+
+    def _request_pose(self) -> None:
+        if self.pose is None:
+            if "features" not in self.backend.output_names:
+                print("pose: this model has no 'features' output (export with --features)", flush=True)
+                return
+            try:
+                from novum.runtime.pose import PoseWorker
+
+                self.pose = PoseWorker(self.opts.pose_checkpoint, self.backend.metadata)
+            except NovumError as e:
+                print(f"pose: {e}", flush=True)
+                return
+        self.pose.requested = True
+
+
+def _close_window() -> None:
+    import cv2
+
+    try:
+        cv2.destroyAllWindows()
+        cv2.waitKey(1)
+    except cv2.error:
+        pass

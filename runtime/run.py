@@ -1,0 +1,56 @@
+"""``run``: the library function behind ``novum-run`` (model + source + options -> outputs)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from novum.errors import InputError, NovumError
+from novum.runtime.backends import load
+from novum.runtime.models import resolve
+from novum.runtime.pipeline import Pipeline, RunOptions, RunSummary
+from novum.runtime.sources import open_source
+
+
+class StreamError(NovumError):
+    """The source broke mid-way (the outputs hold every frame read before)."""
+
+
+def run(source: str, model: str | Path | None = None, *, backend: str = "auto", device: str = "auto",
+        threads: int = 0, keep_all: bool = False, show: bool | None = None, pose_model: str | Path | None = None,
+        quiet: bool = False, **opts: object) -> RunSummary:
+    """Classify every frame of ``source`` with ``model``; ``opts`` are :class:`RunOptions` fields.
+
+    ``show=None`` opens a window only where a display exists. Raises :class:`StreamError`
+    (after closing the outputs) when the source broke mid-way.
+    """
+    ro = RunOptions(**opts)  # type: ignore[arg-type]
+    if show is None or show:
+        from novum.runtime.display import display_available
+
+        has_display = display_available()
+        if show and not has_display:
+            raise InputError("--show: no display here (DISPLAY/WAYLAND_DISPLAY unset or OpenCV built without GUI); "
+                             "use --save out.mp4 instead")
+        show = has_display
+    ro.show = bool(show)
+    # features are exported only when a pose can be asked for (--pose-every, or the 'p' key in a window)
+    path, native = resolve(model, backend, features=bool(ro.pose_every) or ro.show, quiet=quiet)
+    ro.pose_checkpoint = Path(pose_model) if pose_model else native
+    be = load(path, device=device, intra_op_threads=threads, threads=threads)
+    try:
+        src = open_source(source, keep_all=keep_all)
+    except BaseException:
+        be.close()
+        raise
+    try:
+        pipe = Pipeline(be, src, ro)
+        if not quiet:
+            print(f"{be.describe()}\nsource: {src.description}" + (" (live: newest frame only)" if src.live else ""),
+                  file=sys.stderr, flush=True)
+        summary = pipe.run()
+    finally:
+        src.close()
+        be.close()
+    if summary.stream_error:
+        raise StreamError(f"{summary.stream_error}; the outputs hold the {summary.frames} frames read before")
+    return summary
