@@ -262,3 +262,189 @@ class IExecutionContext:
         else:
             stream.enqueue(run)
         return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Builder side (added by the export engineer): Builder / INetworkDefinition / OnnxParser /
+# IBuilderConfig / IOptimizationProfile / ITimingCache, names as in TensorRT 10.x and 11.x.
+# Faithful parts: no weak-typing precision flags (BuilderFlag.FP16/INT8 are gone in 11.0; a
+# builder using them fails here as on 11.x), EXPLICIT_BATCH is absent, a network must be created
+# STRONGLY_TYPED (the novum recipe), a profile must cover every dynamic input, build returns None
+# (and logs) on failure, the plan is the format Runtime above deserialises.
+
+
+class NetworkDefinitionCreationFlag(enum.IntEnum):
+    STRONGLY_TYPED = 1
+
+
+class BuilderFlag(enum.IntEnum):
+    DEBUG = 2
+    GPU_FALLBACK = 3
+    REFIT = 5
+    DISABLE_TIMING_CACHE = 6
+    TF32 = 7
+    SPARSE_WEIGHTS = 8
+    SAFETY_SCOPE = 9
+    DIRECT_IO = 11
+    VERSION_COMPATIBLE = 14
+    EXCLUDE_LEAN_RUNTIME = 15
+
+
+class MemoryPoolType(enum.IntEnum):
+    WORKSPACE = 0
+    DLA_MANAGED_SRAM = 1
+    DLA_LOCAL_DRAM = 2
+    DLA_GLOBAL_DRAM = 3
+    TACTIC_DRAM = 4
+
+
+class HardwareCompatibilityLevel(enum.IntEnum):
+    NONE = 0
+    AMPERE_PLUS = 1
+    SAME_COMPUTE_CAPABILITY = 2
+
+
+class IHostMemory(bytes):
+    """Serialized plan / cache: supports the buffer protocol like the real one (a bytes subclass,
+    since ``__buffer__`` needs Python 3.12)."""
+
+    @property
+    def nbytes(self) -> int:
+        return len(self)
+
+
+class ITimingCache:
+    def __init__(self, blob: bytes) -> None:
+        self.entries: dict = json.loads(blob.decode()) if blob else {}
+
+    def serialize(self) -> IHostMemory:
+        return IHostMemory(json.dumps(self.entries).encode())
+
+    def combine(self, input_cache: "ITimingCache", ignore_mismatch: bool) -> bool:
+        self.entries.update(input_cache.entries)
+        return True
+
+    def reset(self) -> bool:
+        self.entries.clear()
+        return True
+
+
+class IOptimizationProfile:
+    def __init__(self) -> None:
+        self.shapes: dict[str, tuple] = {}
+
+    def set_shape(self, input: str, min, opt, max) -> None:
+        lo, op, hi = (tuple(int(d) for d in s) for s in (min, opt, max))
+        if not (len(lo) == len(op) == len(hi)) or any(a > b or b > c for a, b, c in zip(lo, op, hi)):
+            raise ValueError(f"set_shape: need min <= opt <= max per dimension for {input}")
+        self.shapes[input] = (lo, op, hi)
+
+    def get_shape(self, input: str) -> list[tuple]:
+        return list(self.shapes.get(input, ()))
+
+
+class IBuilderConfig:
+    def __init__(self) -> None:
+        self.flags = {BuilderFlag.TF32}   # TF32 is on by default in TensorRT
+        self.pools: dict[MemoryPoolType, int] = {}
+        self.profiles: list[IOptimizationProfile] = []
+        self.builder_optimization_level = 3
+        self.hardware_compatibility_level = HardwareCompatibilityLevel.NONE
+        self._cache: ITimingCache | None = None
+
+    def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
+        self.pools[MemoryPoolType(pool)] = int(pool_size)
+
+    def get_memory_pool_limit(self, pool: MemoryPoolType) -> int:
+        return self.pools.get(MemoryPoolType(pool), 0)
+
+    def set_flag(self, flag: BuilderFlag) -> None:
+        self.flags.add(BuilderFlag(flag))
+
+    def clear_flag(self, flag: BuilderFlag) -> None:
+        self.flags.discard(BuilderFlag(flag))
+
+    def get_flag(self, flag: BuilderFlag) -> bool:
+        return BuilderFlag(flag) in self.flags
+
+    def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
+
+    def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+        return ITimingCache(bytes(serialized_timing_cache))
+
+    def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        self._cache = cache
+        return True
+
+    def get_timing_cache(self) -> ITimingCache | None:
+        return self._cache
+
+
+class INetworkDefinition:
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
+        self.onnx_path: str | None = None
+
+    def get_flag(self, flag: NetworkDefinitionCreationFlag) -> bool:
+        return bool(self.flags & (1 << int(flag)))
+
+
+class OnnxParser:
+    def __init__(self, network: INetworkDefinition, logger: Logger) -> None:
+        self.network, self.logger = network, logger
+        self._errors: list[str] = []
+
+    @property
+    def num_errors(self) -> int:
+        return len(self._errors)
+
+    def get_error(self, index: int) -> str:
+        return self._errors[index]
+
+    def clear_errors(self) -> None:
+        self._errors.clear()
+
+    def parse_from_file(self, model: str) -> bool:
+        import onnx
+
+        try:
+            onnx.checker.check_model(model)   # path form: external data next to the file is read
+        except Exception as e:
+            self._errors.append(f"ModelImporter.cpp: Failed to parse ONNX model from file: {model} ({e})")
+            return False
+        self.network.onnx_path = model
+        return True
+
+
+class Builder:
+    def __init__(self, logger: Logger) -> None:
+        self.logger = logger
+        self.builds = 0
+
+    def create_network(self, flags: int = 0) -> INetworkDefinition:
+        return INetworkDefinition(flags)
+
+    def create_builder_config(self) -> IBuilderConfig:
+        return IBuilderConfig()
+
+    def create_optimization_profile(self) -> IOptimizationProfile:
+        return IOptimizationProfile()
+
+    def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> IHostMemory | None:
+        if not network.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED):
+            self.logger.log(Logger.ERROR, "fake builder: novum networks must be created STRONGLY_TYPED")
+            return None
+        if network.onnx_path is None:
+            self.logger.log(Logger.ERROR, "Network must have at least one output")
+            return None
+        if len(config.profiles) != 1 or "images" not in config.profiles[0].shapes:
+            self.logger.log(Logger.ERROR, "Error Code 4: API Usage Error (Network has dynamic or shape inputs, but "
+                                          "no optimization profile has been defined.)")
+            return None
+        lo, opt, hi = config.profiles[0].shapes["images"]
+        if config._cache is not None:
+            config._cache.entries[f"build{len(config._cache.entries)}"] = "tactic"
+        self.builds += 1
+        return IHostMemory(build_plan(network.onnx_path, lo[0], opt[0], hi[0]))

@@ -1,0 +1,64 @@
+"""``novum-export``: checkpoint -> ONNX (fp32 / fp16 / int8) [-> TensorRT engine] [-> verification]."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from novum.cli_util import run_cli
+from novum.export.onnx import DEFAULT_MAX_BATCH, OPSET
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="novum-export",
+        description="Export a NOVUM model to ONNX (uint8 BGR frames in; class scores and vertex matches out), "
+                    "optionally fp16 / int8 and TensorRT engines, and verify them against torch.")
+    p.add_argument("--checkpoint", help="novum .safetensors or the official upstream .pth (detected automatically); "
+                                        "default: the bundled demo model")
+    p.add_argument("--output-dir", default="exports", help="where the files go (default: exports/)")
+    p.add_argument("--name", help="file name stem (default: the checkpoint's)")
+    p.add_argument("--fp16", action="store_true", help="also write an fp16 ONNX (precision in the graph) and engine")
+    p.add_argument("--int8", action="store_true", help="also write an int8 (Q/DQ) ONNX via novum.calibration")
+    p.add_argument("--batch", "--max-batch", dest="batch", type=int, default=DEFAULT_MAX_BATCH,
+                   help=f"largest batch of the engine profile (ONNX batch is dynamic; default {DEFAULT_MAX_BATCH})")
+    p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="input height and width (default: the model's)")
+    p.add_argument("--engine", action=argparse.BooleanOptionalAction, default=None,
+                   help="build TensorRT engines (default: when TensorRT and a GPU are present)")
+    p.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default 4)")
+    p.add_argument("--strict-fp32", action="store_true", help="clear TF32: an exact fp32 reference engine")
+    p.add_argument("--version-compatible", action="store_true", help="engine that later TensorRT versions can run")
+    p.add_argument("--hardware-compatible", choices=("ampere_plus", "same_compute_capability"),
+                   help="engine that other GPUs can run (may be slower)")
+    p.add_argument("--timing-cache", help="TensorRT timing cache file (default: ~/.cache/novum/timing-*.cache)")
+    p.add_argument("--verify", action="store_true", help="compare every output with torch on the same frames")
+    p.add_argument("--verify-frames", type=int, default=8, help="number of verification frames (default 8)")
+    p.add_argument("--verify-images", help="folder of images to verify with (default: rendered frames)")
+    p.add_argument("--features", action="store_true", help="extra output 'features' [B,D,h,w] for the pose refiner")
+    p.add_argument("--fp16-head", choices=("fp16", "fp32"), default="fp16",
+                   help="precision of the matching GEMMs in the fp16 graph (default fp16)")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}; <= 20 for int8)")
+    p.add_argument("--mesh-dir", help="upstream CAD_single folder: exact meshes for an upstream .pth")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+
+    def body() -> int:
+        from novum.export.api import export
+
+        res = export(args.checkpoint, args.output_dir, fp16=args.fp16, int8=args.int8, batch=args.batch,
+                     imgsz=tuple(args.imgsz) if args.imgsz else None, engine=args.engine, workspace=args.workspace,
+                     verify=args.verify, features=args.features, strict_fp32=args.strict_fp32,
+                     version_compatible=args.version_compatible, hardware_compatible=args.hardware_compatible,
+                     timing_cache=args.timing_cache, name=args.name, opset=args.opset, fp16_head=args.fp16_head,
+                     verify_frames=args.verify_frames, verify_images=args.verify_images, mesh_dir=args.mesh_dir)
+        total = sum(res.timings.values())
+        print(f"done in {total:.1f}s: " + ", ".join(str(p) for p in [*res.onnx.values(), *res.engines.values()]))
+        if not res.ok:
+            print("error: verification failed: an output is outside its stated tolerance (table above)",
+                  file=sys.stderr)
+            return 1
+        return 0
+
+    return run_cli(body)

@@ -1,0 +1,107 @@
+"""The JSON sidecar next to a TensorRT plan (``model.engine`` -> ``model.engine.json``).
+
+A plan is tied to its TensorRT version and GPU architecture, and TensorRT has no preflight check:
+a foreign plan fails deep inside deserialisation with "Version tag does not match" or
+"Magic tag does not match". Loaders call :func:`check_sidecar` first and get one line naming
+what differs and the command that rebuilds the engine. The plan itself stays a plain TensorRT
+plan (trtexec and Polygraphy load it).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from novum.errors import NovumError
+from novum.io import atomic_write_text
+
+SIDECAR_VERSION = 1
+# Version-compatible plans run on later runtimes of the same major, and across these majors.
+VC_MAJOR_HOPS = {(8, 10), (10, 11)}
+
+
+class EngineMismatchError(NovumError):
+    """The engine was built for another TensorRT version or GPU (or has no valid sidecar)."""
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    return Path(str(engine_path) + ".json")
+
+
+def write_sidecar(engine_path: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``info`` (see :func:`novum.export.tensorrt.build_engine`) atomically next to the plan."""
+    path = sidecar_path(engine_path)
+    atomic_write_text(path, json.dumps({"sidecar_version": SIDECAR_VERSION, **info}, indent=2) + "\n")
+    return path
+
+
+def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise EngineMismatchError(f"{engine_path}: no sidecar {path.name} next to the engine, so its TensorRT version "
+                                  f"and GPU are unknown; rebuild with novum-export --checkpoint <model> --engine")
+    try:
+        side = json.loads(path.read_text())
+        if not isinstance(side, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError):
+        raise EngineMismatchError(f"{path}: unreadable sidecar; rebuild with novum-export --checkpoint <model> --engine") from None
+    return side
+
+
+def check_sidecar(engine_path: str | Path, trt_version: str, gpu_name: str, compute_capability: tuple) -> dict[str, Any]:
+    """The sidecar of ``engine_path`` if this TensorRT / GPU can run the plan; else EngineMismatchError.
+
+    Rules: a plain plan needs the same TensorRT version and the same compute capability (another
+    GPU model of the same architecture runs it; a ``warnings`` entry says so). A version-compatible
+    plan runs on the same or a later TensorRT of the same major (or 8->10, 10->11). A
+    hardware-compatible plan runs on any compute capability >= 8.0 (``ampere_plus``) or on the same
+    capability (``same_compute_capability``).
+    """
+    side = read_sidecar(engine_path)
+    rebuild = side.get("rebuild_command") or "novum-export --checkpoint <model> --engine"
+    built_v = str(side.get("tensorrt_version", "?"))
+    built_cc = tuple(int(v) for v in side.get("compute_capability", ()))
+    cc = tuple(int(v) for v in compute_capability)
+    here = f"this machine has TensorRT {trt_version} on {gpu_name} (sm_{_cc(cc)})"
+    built = f"built with TensorRT {built_v} for {side.get('gpu_name', '?')} (sm_{_cc(built_cc)})"
+    name = Path(engine_path).name
+
+    if not _version_ok(built_v, trt_version, bool(side.get("version_compatible"))):
+        raise EngineMismatchError(f"{name}: {built}, {here}; rebuild with {rebuild}")
+    hw = side.get("hardware_compatibility") or "none"
+    if hw == "ampere_plus":
+        ok = cc >= (8, 0)
+    else:
+        ok = cc == built_cc
+    if not ok:
+        raise EngineMismatchError(f"{name}: {built}, {here}; rebuild with {rebuild}")
+    warnings = []
+    if hw == "none" and side.get("gpu_name") and side.get("gpu_name") != gpu_name:
+        warnings.append(f"{name}: built on {side.get('gpu_name')}, running on {gpu_name} (same sm_{_cc(cc)}); "
+                        f"tactics may be slower than a rebuild here")
+    return {**side, "warnings": warnings}
+
+
+def _version_ok(built: str, here: str, version_compatible: bool) -> bool:
+    if not version_compatible:
+        return built == here
+    b, h = _parse(built), _parse(here)
+    if not b or not h:
+        return False
+    if b[0] == h[0]:
+        return h >= b
+    return (b[0], h[0]) in VC_MAJOR_HOPS
+
+
+def _parse(v: str) -> tuple[int, ...]:
+    out = []
+    for p in str(v).split("."):
+        if not p.isdigit():
+            break
+        out.append(int(p))
+    return tuple(out)
+
+
+def _cc(cc: tuple) -> str:
+    return "".join(str(v) for v in cc) or "?"
