@@ -13,6 +13,7 @@ by 144 x h x w x 28 bytes per class: 1.3 MB at 16x20, 32 MB at 80x100.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -29,7 +30,7 @@ from novum.pose.camera import camera_position_from_spherical_angles, camera_posi
 from novum.pose.objective import OBJECTIVES, Objective
 from novum.pose.render import MeshRenderer
 
-DEFAULT_ITERATIONS = 30
+DEFAULT_ITERATIONS = 100
 
 
 @dataclass
@@ -90,13 +91,15 @@ class PoseRefiner:
     ``model_or_volumes``: a :class:`~novum.model.NovumModel` or its :class:`~novum.volumes.NeuralVolumes`
     (meshes, class features, clutter). ``objective``: 'nemo' or 'upstream' (see
     :mod:`novum.pose.objective`); ``clutter``: the clutter-aware loss. ``steps``: iterations after
-    which the lr is multiplied by 0.2 (NeMo: 100, 200 of 300; NOVUM: none).
+    which the lr is multiplied by 0.2 (NeMo: 100, 200 of 300; NOVUM: none). ``threads``: torch
+    CPU threads during a refinement (the per-step tensors are small: one thread is fastest and
+    leaves the cores to the classifier; None keeps the process setting).
     """
 
     def __init__(self, model_or_volumes, config: ModelConfig | None = None, objective: str = "nemo",
                  clutter: bool = False, iterations: int = DEFAULT_ITERATIONS, lr: float = 0.05,
                  betas: tuple[float, float] = (0.4, 0.6), steps: tuple[int, ...] = (),
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", threads: int | None = 1) -> None:
         volumes = getattr(model_or_volumes, "volumes", model_or_volumes)
         config = config or getattr(model_or_volumes, "config", None)
         if config is None:
@@ -111,6 +114,7 @@ class PoseRefiner:
         self.objective, self.clutter = objective, bool(clutter)
         self.iterations, self.lr, self.betas, self.steps = int(iterations), float(lr), tuple(betas), tuple(steps)
         self.device = torch.device(device)
+        self.threads = threads
         self.size = config.feature_size
         self.focal = config.focal / config.stride
         self.grid = init_grid(config.distance)
@@ -138,7 +142,7 @@ class PoseRefiner:
         if label not in self._grids:
             r = self.renderer(label)
             parts = []
-            with torch.no_grad():
+            with torch.no_grad(), self._cpu_threads():
                 for i, (a, e, t, d) in enumerate(self.grid):
                     C = camera_position_from_spherical_angles(d, e, a).to(self.device)
                     fr = r.fragments(C, torch.tensor([t], dtype=torch.float32, device=self.device))
@@ -146,6 +150,9 @@ class PoseRefiner:
             view, pix, vidx, bary = (torch.cat(p) for p in zip(*parts))
             self._grids[label] = _GridCache(view, pix.to(torch.int32), vidx.to(torch.int32), bary.float())
         return self._grids[label]
+
+    def _cpu_threads(self):
+        return _threads(self.threads if self.device.type == "cpu" else None)
 
     def cache_bytes(self) -> int:
         """Memory held by the pre-rendered init grids so far."""
@@ -190,6 +197,10 @@ class PoseRefiner:
         """Pose of class ``label`` in one feature map [D, h, w] (numpy or torch, the model's
         ``features`` output); ``box`` = [y0, y1, x0, x1] input pixels restricts the comparison
         as upstream's GT-box crop; ``init`` skips the grid search."""
+        with self._cpu_threads():
+            return self._refine(features, label, box, iterations, init)
+
+    def _refine(self, features, label, box, iterations, init) -> PoseResult:
         t0 = time.perf_counter()
         label = int(label)
         obj = self.objective_for(features, label, box)
@@ -227,10 +238,23 @@ class PoseRefiner:
     def render(self, pose, label: int) -> Tensor:
         """The class volume rendered at a pose (azimuth, elevation, theta, distance): [D, h, w]."""
         a, e, t, d = (float(v) for v in (pose.pose if isinstance(pose, PoseResult) else pose)[:4])
-        with torch.no_grad():
+        with torch.no_grad(), self._cpu_threads():
             C = camera_position_from_spherical_angles(d, e, a).to(self.device)
             th = torch.tensor([t], dtype=torch.float32, device=self.device)
             return self.renderer(label).render(C, th, self.class_features(label))
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def load_refiner(checkpoint_path: str | Path, device: str = "cpu", **kw) -> PoseRefiner:

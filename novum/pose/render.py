@@ -44,6 +44,14 @@ class Fragments:
         out = vals.new_zeros(h * w, feats.shape[1]).index_put((self.pix,), vals)
         return out.t().reshape(feats.shape[1], h, w)
 
+    def vertex_map(self, size: tuple[int, int]) -> Tensor:
+        """int64 [h, w]: per covered pixel the face vertex with the largest barycentric, else -1
+        (the mesh vertex a perfect feature map would match there)."""
+        h, w = size
+        out = torch.full((h * w,), -1, dtype=torch.int64, device=self.pix.device)
+        best = self.vidx.gather(1, self.bary.detach().argmax(1, keepdim=True))[:, 0]
+        return out.index_put((self.pix,), best).reshape(h, w)
+
 
 def _edge(ax: Tensor, ay: Tensor, bx: Tensor, by: Tensor, px: Tensor, py: Tensor) -> Tensor:
     """Twice the signed area of (a, b, p)."""

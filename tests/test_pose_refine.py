@@ -1,0 +1,121 @@
+"""Render-and-compare refiner: known-pose recovery, objectives, init grid, loading."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from novum.errors import InputError
+from novum.pose.metric import pose_error
+from novum.pose.objective import Objective
+from novum.pose.refine import PoseRefiner, PoseResult, init_grid, load_refiner
+
+
+@pytest.fixture(scope="module")
+def refiner(small_model):
+    return PoseRefiner(small_model, iterations=100)
+
+
+def test_init_grid_order():
+    g = init_grid(5.0)
+    assert g.shape == (144, 4)
+    np.testing.assert_allclose(g[:3, 2], [-math.pi / 6, 0, math.pi / 6])          # theta innermost
+    np.testing.assert_allclose(g[:12:3, 1], np.linspace(-math.pi / 6, math.pi / 3, 4))
+    np.testing.assert_allclose(g[::12, 0], np.arange(12) * math.pi / 6)         # azimuth outermost
+    assert (g[:, 3] == 5.0).all()
+
+
+def test_recovers_a_rendered_pose(refiner):
+    """The class volume (random unit vertex features) rendered at a known pose, fed back as the
+    image features, is recovered from the grid init to within 5 degrees."""
+    rng = np.random.default_rng(3)
+    for label in (0, 5, 7, 10):
+        gt = (rng.uniform(0, 2 * np.pi), rng.uniform(-0.3, 0.9), rng.uniform(-0.4, 0.4), rng.uniform(4.5, 5.5))
+        feats = refiner.render(gt, label).numpy()
+        res = refiner.refine(feats, label)
+        assert isinstance(res, PoseResult) and res.label == label and res.iterations == 100
+        err = math.degrees(pose_error(res.pose, gt))
+        assert err < 5.0, (label, gt, res)
+        assert res.loss < res.init_loss                     # the iterations improved on the grid pose
+        assert res.distance == pytest.approx(gt[3], rel=0.05)
+        assert res.seconds > 0 and res.init is not None
+
+
+def test_box_crop_and_bad_inputs(refiner, small_model):
+    gt = (1.0, 0.4, 0.1, 5.0)
+    feats = refiner.render(gt, 2)
+    h, w = small_model.config.feature_size
+    res = refiner.refine(feats[None], 2, box=[24, 104, 16, 144], iterations=20)   # [1, D, h, w] accepted
+    assert math.degrees(pose_error(res.pose, gt)) < 30
+    with pytest.raises(InputError, match="features have shape"):
+        refiner.refine(np.zeros((3, h, w), np.float32), 2)
+    with pytest.raises(InputError, match="covers no feature cell"):
+        refiner.refine(feats, 2, box=[0, 4, 0, 4])
+    with pytest.raises(InputError, match="out of range"):
+        refiner.refine(feats, 99)
+
+
+def test_objectives_match_their_definitions(refiner, small_model):
+    """NeMo: 1 - mean per-pixel <r, f>; upstream: NOVUM's sum over the batch axis of [1, D, h, w]."""
+    label = 4
+    feats = refiner.class_features(label)
+    g = torch.Generator().manual_seed(0)
+    F = torch.nn.functional.normalize(torch.randn(feats.shape[1], *small_model.config.feature_size, generator=g), dim=0)
+    clutter = torch.nn.functional.normalize(torch.randn(feats.shape[1], generator=g), dim=0)
+    mask = torch.zeros(small_model.config.feature_size, dtype=torch.bool)
+    mask[2:14, 3:18] = True
+    pose = (0.8, 0.2, 0.1, 5.0)
+    proj = refiner.render(pose, label)
+    from novum.pose.camera import camera_position_from_spherical_angles
+    fr = refiner.renderer(label).fragments(camera_position_from_spherical_angles(5.0, 0.2, 0.8), torch.tensor([0.1]))
+    crop = (slice(2, 14), slice(3, 18))
+    Fc, Pc = F[:, crop[0], crop[1]], proj[:, crop[0], crop[1]]
+    clu = (clutter[None] @ Fc.reshape(len(clutter), -1)).sum(0).reshape(Fc.shape[1:])
+    # NeMo, per-pixel dot product
+    obj = (Pc * Fc).sum(0)
+    want = {("nemo", False): 1 - obj.mean(), ("nemo", True): 1 - (torch.maximum(obj, clu).mean() - clu.mean())}
+    # upstream: sum(dim=0) over the batch axis of [1, D, h, w] leaves the per-channel products
+    obj_up = torch.sum(Pc[None] * Fc[None], dim=0)
+    want[("upstream", False)] = 1 - obj_up.mean()
+    want[("upstream", True)] = 1 - (torch.maximum(obj_up, clu).mean() - clu.mean())
+    for (kind, use_clutter), ref in want.items():
+        o = Objective(feats, F, mask, kind, clutter if use_clutter else None)
+        got = o.loss(fr.pix, fr.vidx, fr.bary)
+        assert float(got) == pytest.approx(float(ref), abs=1e-5), (kind, use_clutter)
+        # the batched init scoring gives the same per-view losses
+        cache = refiner.grid_cache(label)
+        batch = o.batch_loss(cache.view, cache.pix.long(), cache.vidx.long(), cache.bary, 144)
+        for i in (0, 77):
+            s = cache.view == i
+            one = o.loss(cache.pix[s].long(), cache.vidx[s].long(), cache.bary[s])
+            assert float(batch[i]) == pytest.approx(float(one), abs=1e-5)
+    # without clutter the upstream loss is the NeMo loss scaled by 1/D
+    assert float(obj_up.mean()) * feats.shape[1] == pytest.approx(float(obj.mean()), rel=1e-4)
+
+
+def test_grid_cache_is_smaller_than_feature_prerender(refiner, small_model):
+    cache = refiner.grid_cache(1)
+    h, w = small_model.config.feature_size
+    D = small_model.config.backbone.feature_dim
+    assert int(cache.view.max()) == 143
+    assert cache.nbytes < 144 * D * h * w * 4 / 4
+
+
+@pytest.mark.parametrize("objective,clutter", [("upstream", False), ("nemo", True), ("upstream", True)])
+def test_variants_run(small_model, objective, clutter):
+    ref = PoseRefiner(small_model, objective=objective, clutter=clutter, iterations=5, steps=(3,))
+    res = ref.refine(ref.render((2.0, 0.5, 0.0, 5.0), 3), 3)
+    assert np.isfinite([res.azimuth, res.elevation, res.theta, res.distance, res.loss]).all()
+
+
+def test_load_refiner_native(tmp_path, small_model):
+    from novum.checkpoint import save_native
+
+    path = save_native(small_model, tmp_path / "m.safetensors")
+    ref = load_refiner(path, iterations=3)
+    assert ref.classes == small_model.config.classes
+    torch.testing.assert_close(ref.class_features(2), small_model.volumes.class_features(2))
+    with pytest.raises(InputError, match="unknown pose objective"):
+        PoseRefiner(small_model, objective="bogus")
