@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from novum.errors import NovumError
+
 
 @dataclass
 class Prediction:
@@ -43,6 +45,9 @@ def vote_shares(scores: np.ndarray) -> np.ndarray:
 def predict(outputs: dict[str, np.ndarray], i: int, classes: list[str], k: int = 3) -> Prediction:
     """The :class:`Prediction` of batch row ``i`` of a backend's outputs."""
     scores = np.asarray(outputs["scores"][i], dtype=np.float32)
+    if scores.shape[-1] != len(classes):
+        raise NovumError(f"the model returned {scores.shape[-1]} class scores but its metadata lists {len(classes)} "
+                         f"classes; the file and its metadata disagree, re-export it")
     shares = vote_shares(scores)
     order = np.argsort(-scores, kind="stable")[: max(1, min(k, len(classes)))]
     top = [{"label": classes[j], "index": int(j), "score": float(scores[j]), "share": round(float(shares[j]), 6)}

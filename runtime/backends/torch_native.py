@@ -4,6 +4,7 @@ The only backend that imports torch; it is imported when this backend is loaded,
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ class TorchBackend(Backend):
         self._torch = torch
         self.model = load_model(self.path, device=self.device).eval()
         cfg = self.model.config
-        self.metadata = cfg.to_dict()
+        self.metadata = json.loads(json.dumps(cfg.to_dict()))  # the same JSON form as ONNX metadata
         self._features = features
         h, w = cfg.input_size
         fh, fw = cfg.feature_size

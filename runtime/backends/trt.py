@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,16 +37,6 @@ def _import_trt() -> tuple[Any, Any, Any]:
     except Exception as e:  # cuInit failures: no driver, no device
         raise NovumError(f"CUDA is not usable here ({' '.join(str(e).split())[:120]}); run the .onnx model with ONNX Runtime") from None
     return trt, cuda, primary.context
-
-
-def read_sidecar(engine_path: Path) -> dict[str, Any]:
-    side = Path(str(engine_path) + ".json")
-    if not side.is_file():
-        raise NovumError(f"{engine_path}: no sidecar {side.name} next to the engine; rebuild with novum-export --engine")
-    try:
-        return json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise NovumError(f"{side}: unreadable sidecar; rebuild with novum-export --engine") from None
 
 
 def sidecar_config(side: dict[str, Any], engine_path: Path) -> dict[str, Any]:
@@ -72,8 +63,9 @@ class TensorRTBackend(Backend):
         self.compute_capability = tuple(int(v) for v in dev.compute_capability())
         from novum.export.sidecar import check_sidecar
 
-        check_sidecar(self.path, trt.__version__, self.gpu_name, self.compute_capability)
-        side = read_sidecar(self.path)
+        side = check_sidecar(self.path, trt.__version__, self.gpu_name, self.compute_capability)
+        for w in side.get("warnings", []):
+            print(f"warning: {w}", file=sys.stderr)
         self.metadata = sidecar_config(side, self.path)
         self.precision = str(side.get("precision", "fp32"))
         self.device = "cuda"

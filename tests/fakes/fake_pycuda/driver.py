@@ -9,6 +9,7 @@ logged (with whether the host side was page-locked). Nothing works before a cont
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -35,7 +36,7 @@ class MemoryError(Error):  # noqa: A001 - pycuda's name
 @dataclass
 class _State:
     initialised: bool = False
-    context_active: bool = False
+    contexts: threading.local = field(default_factory=threading.local)   # per-thread context stack, as CUDA's
     next_addr: int = _BASE
     allocations: dict[int, np.ndarray] = field(default_factory=dict)   # base address -> uint8 buffer
     freed: list[int] = field(default_factory=list)
@@ -56,8 +57,14 @@ def init(flags: int = 0) -> None:
     STATE.initialised = True
 
 
+def _stack() -> list:
+    if not hasattr(STATE.contexts, "stack"):
+        STATE.contexts.stack = []
+    return STATE.contexts.stack
+
+
 def _need_context() -> None:
-    if not STATE.context_active:
+    if not _stack():
         raise LogicError("explicit_context_dependent failed: invalid device context - no currently active context?")
 
 
@@ -91,10 +98,13 @@ class Context:
         self.device = device
 
     def push(self) -> None:
-        STATE.context_active = True
+        _stack().append(self)
 
-    def pop(self) -> None:
-        STATE.context_active = False
+    @staticmethod
+    def pop() -> None:
+        if not _stack():
+            raise LogicError("cuCtxPopCurrent failed: invalid context (the context stack is empty)")
+        _stack().pop()
 
     @staticmethod
     def get_device() -> Device:
