@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_opencv()
 
     def body() -> int:
         from pathlib import Path
@@ -68,6 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_cli(body)
+
+
+def quiet_opencv() -> None:
+    """OpenCV/FFmpeg warnings would bury novum's one-line errors (they are reported by novum itself)."""
+    import os
+
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:
+        pass
 
 
 def threading_main() -> bool:

@@ -21,8 +21,8 @@ class PoseWorker:
         if checkpoint is None:
             raise NovumError("pose needs the native checkpoint the model came from: pass --pose-model model.safetensors")
         try:
-            from novum.pose import draw_wireframe
-            from novum.pose.refine import load_refiner
+            from novum.pose.draw import draw_wireframe
+            from novum.pose.refine import load_refiner  # imports torch: only when a pose is asked for
         except ImportError:
             raise NovumError("pose needs novum.pose.refine and novum.pose.draw_wireframe, which this install lacks") from None
         from novum.config import ModelConfig

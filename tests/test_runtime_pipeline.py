@@ -1,0 +1,179 @@
+"""novum-run end to end: generated videos through ONNX Runtime and torch, JSONL equal to the
+backend's own outputs, the demo clip, bad inputs, Ctrl-C and broken streams leave valid outputs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes.runtime_assets import frames, read_video, small_native, small_onnx, write_video
+from novum.runtime.backends import load
+from novum.runtime.cli import main
+from novum.runtime.framing import Framer
+from novum.runtime.results import predict, vote_shares
+from novum.runtime.run import StreamError, run
+from novum.runtime.sources import open_source
+
+
+def framed(video: Path, input_size, roi=None) -> np.ndarray:
+    framer = Framer(input_size, roi)
+    with open_source(video) as src:
+        return np.stack([framer(f.image)[0] for f in src])
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def check_records(recs: list[dict], outputs: dict[str, np.ndarray], classes: list[str], k: int, atol: float) -> None:
+    assert [r["frame"] for r in recs] == list(range(len(outputs["scores"])))
+    for i, r in enumerate(recs):
+        sc = outputs["scores"][i]
+        order = np.argsort(-sc, kind="stable")[:k]
+        assert r["class_index"] == int(order[0]) and r["label"] == classes[order[0]]
+        assert [t["index"] for t in r["topk"]] == [int(j) for j in order]
+        np.testing.assert_allclose([t["score"] for t in r["topk"]], sc[order], atol=atol)
+        np.testing.assert_allclose([t["share"] for t in r["topk"]], vote_shares(sc)[order], atol=1e-5 + 100 * atol)
+        assert r["confidence"] == pytest.approx(r["topk"][0]["share"])
+        assert r["coverage"] == pytest.approx(float((outputs["vertex"][i] >= 0).mean()), abs=1e-6)
+        assert r["latency_ms"]["model"] > 0 and r["latency_ms"]["pipeline"] >= r["latency_ms"]["model"]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_video(tmp_path_factory.mktemp("vid") / "clip.mp4", frames(8, 180, 240, seed=7), fps=8.0)
+
+
+def test_onnxruntime_end_to_end_jsonl_equals_model_outputs(video, tmp_path):
+    s = run(str(video), small_onnx(), show=False, quiet=True, topk=3, threads=1,
+            save=tmp_path / "out.mp4", jsonl=tmp_path / "out.jsonl")
+    assert s.frames == 8 and not s.interrupted and s.stream_error is None
+    with load(small_onnx(), intra_op_threads=1) as b:
+        ref = b.infer(framed(video, b.input_size))
+        classes = b.classes
+    check_records(records(tmp_path / "out.jsonl"), ref, classes, 3, atol=1e-6)
+    out = read_video(tmp_path / "out.mp4")
+    assert len(out) == 8 and out[0].shape == (180, 240, 3)
+    assert not list(tmp_path.glob(".*partial*"))                # the temporary file was renamed away
+
+
+def test_torch_end_to_end_with_roi(video, tmp_path):
+    roi = (40, 30, 120, 90)
+    s = run(str(video), small_native(), backend="torch", show=False, quiet=True, topk=5, roi=roi,
+            jsonl=tmp_path / "out.jsonl")
+    assert s.frames == 8
+    with load(small_native(), device="cpu") as b:
+        ref = b.infer(framed(video, b.input_size, roi))
+        classes = b.classes
+    recs = records(tmp_path / "out.jsonl")
+    check_records(recs, ref, classes, 5, atol=1e-6)
+    assert recs[0]["crop"] == [40.0, 18.75, 120.0, 112.5] or recs[0]["crop"][2] == pytest.approx(120.0)
+
+
+def test_native_checkpoint_is_exported_once_and_run_on_onnxruntime(video, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOVUM_CACHE", str(tmp_path / "cache"))
+    s1 = run(str(video), small_native(), show=False, quiet=True, max_frames=2, jsonl=tmp_path / "a.jsonl")
+    cached = list((tmp_path / "cache" / "exports").glob("*.onnx"))
+    assert len(cached) == 1 and s1.frames == 2
+    mtime = cached[0].stat().st_mtime_ns
+    run(str(video), small_native(), show=False, quiet=True, max_frames=2, jsonl=tmp_path / "b.jsonl")
+    assert cached[0].stat().st_mtime_ns == mtime                  # reused, not re-exported
+    assert records(tmp_path / "a.jsonl") == [dict(r, latency_ms=r2["latency_ms"]) for r, r2 in
+                                             zip(records(tmp_path / "b.jsonl"), records(tmp_path / "a.jsonl"))]
+
+
+def test_parts_overlay_colours_the_crop(video, tmp_path):
+    pytest.importorskip("novum.runtime.parts")
+    run(str(video), small_onnx(), show=False, quiet=True, save=tmp_path / "plain.mp4", max_frames=2)
+    run(str(video), small_onnx(), show=False, quiet=True, save=tmp_path / "parts.mp4", max_frames=2, parts=True,
+        parts_alpha=0.8)
+    a, b = read_video(tmp_path / "plain.mp4")[1], read_video(tmp_path / "parts.mp4")[1]
+    diff = np.abs(a.astype(int) - b.astype(int)).sum(-1)
+    assert (diff[100:, :] > 30).mean() > 0.05                     # below the text box: coloured parts
+
+
+def test_demo_source_with_the_bundled_model(tmp_path, monkeypatch):
+    from novum.bundled import DEMO_CLIP, DEMO_MODEL
+
+    if not DEMO_CLIP.is_file() or not DEMO_MODEL.is_file():
+        pytest.skip("the bundled demo clip/model are not committed yet")
+    monkeypatch.setenv("NOVUM_CACHE", str(tmp_path / "cache"))
+    rc = main(["--source", "demo", "--save", str(tmp_path / "out.mp4"), "--jsonl", str(tmp_path / "out.jsonl"),
+               "--no-show", "--max-frames", "6", "--quiet"])
+    assert rc == 0
+    recs = records(tmp_path / "out.jsonl")
+    assert len(recs) == 6 == len(read_video(tmp_path / "out.mp4"))
+    assert all(r["label"] in r["topk"][0]["label"] for r in recs)
+
+
+def test_bad_input_one_line_errors(tmp_path, capsys, video):
+    def err(argv, show="--no-show") -> str:
+        rc = main(argv + [show, "--quiet"])
+        e = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(e) == 1 and e[0].startswith("error: "), e
+        return e[0]
+
+    onnx = str(small_onnx())
+    assert "no camera at index 0" in err(["--model", onnx, "--source", "0"])
+    assert "source not found" in err(["--model", onnx, "--source", str(tmp_path / "nope.mp4")])
+    (tmp_path / "corrupt.mp4").write_bytes(os.urandom(3000))
+    assert "cannot open as a video" in err(["--model", onnx, "--source", str(tmp_path / "corrupt.mp4")])
+    assert "model not found" in err(["--model", str(tmp_path / "m.onnx"), "--source", str(video)])
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        assert "--show: no display" in err(["--model", onnx, "--source", str(video)], show="--show")
+
+
+def test_broken_stream_keeps_outputs_valid(tmp_path, capsys):
+    data = write_video(tmp_path / "v.avi", frames(20, 120, 160, seed=8)).read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: int(len(data) * 0.6)])
+    rc = main(["--model", str(small_onnx()), "--source", str(tmp_path / "cut.avi"), "--save", str(tmp_path / "o.mp4"),
+               "--jsonl", str(tmp_path / "o.jsonl"), "--no-show", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "broke after frame" in err[0] and "the outputs hold the" in err[0]
+    recs = records(tmp_path / "o.jsonl")
+    assert 0 < len(recs) < 20 and len(read_video(tmp_path / "o.mp4")) == len(recs)
+    with pytest.raises(StreamError):
+        run(str(tmp_path / "cut.avi"), small_onnx(), show=False, quiet=True)
+
+
+def test_ctrl_c_leaves_a_valid_video_and_jsonl(tmp_path):
+    video = write_video(tmp_path / "long.avi", np.repeat(frames(4, 120, 160, seed=9), 60, axis=0), fps=30.0)
+    out, log = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-m", "novum.runtime.cli", "--model", str(small_onnx()), "--source", str(video),
+                          "--save", str(out), "--jsonl", str(log), "--no-show", "--threads", "1"],
+                         stderr=subprocess.PIPE, text=True, env=env)
+    t0 = time.time()
+    while time.time() - t0 < 60 and (not log.exists() or len(log.read_text().splitlines()) < 5):
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err[-1000:]
+    recs = records(log)                                           # every line is complete JSON
+    assert 5 <= len(recs) < 240 and [r["frame"] for r in recs] == list(range(len(recs)))
+    assert len(read_video(out)) == len(recs)                      # the video is finalised, frame for frame
+    assert "interrupted" in err
+
+
+def test_live_source_through_the_pipeline_drops_stale_frames(tmp_path):
+    from test_sources import FakeCamera
+
+    from novum.runtime.pipeline import Pipeline, RunOptions
+    from novum.runtime.sources import LiveSource
+
+    cam = FakeCamera(150, fps=500)
+    src = LiveSource(cam, "fake camera")
+    with load(small_onnx(), intra_op_threads=1) as b:
+        s = Pipeline(b, src, RunOptions(jsonl=tmp_path / "o.jsonl")).run()
+    src.close()
+    recs = records(tmp_path / "o.jsonl")
+    idx = [r["frame"] for r in recs]
+    assert idx == sorted(set(idx)) and len(idx) < 150 and s.dropped > 0
+    assert s.frames == len(recs)
