@@ -1,0 +1,1 @@
+"""Training pieces: the NOVUM contrastive loss, the feature-bank updates, data batching, the loop."""

@@ -1,0 +1,139 @@
+"""The NOVUM contrastive objective (shared/docs/upstream-novum.md section 6), without upstream's defects.
+
+For every visible vertex k of an image of class y, with ``x_k`` the unit feature at its cell:
+
+``logits = x_k @ memory.T / T + M`` over all ``C*max_n + n_clutter`` memory rows, target row ``y*max_n + k``;
+``M`` = -inf for same-class vertices whose 2D keypoints lie within ``thr`` pixels of vertex k (k itself
+kept) and for every padding row, ``log(clutter_weight)`` for clutter rows (upstream subtracts
+``-log(0.005)``), 0 for the other classes' vertex rows (they stay negatives).
+``loss = mean CE over visible vertices + noise_weight * mean(noise @ vertex_rows.T)``.
+
+Differences from upstream, on purpose: the mask is built fresh per batch (upstream's persistent
+``zeros`` buffer kept stale blocks), padded keypoints are never gathered (upstream gathered at -1),
+and the background term averages over real vertex rows only (padding rows are fixed random vectors).
+Features come from the bias-free projection, the same path inference uses.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class LossOutput:
+    loss: Tensor            # scalar, differentiable
+    contrast: Tensor        # scalar, the InfoNCE part (detached)
+    background: Tensor      # scalar, the noise term before its weight (detached)
+    kp_features: Tensor     # [B, max_n, D] detached features at the keypoint cells (0 where not visible)
+    noise_features: Tensor  # [B, n_noise, D] detached background features
+    accuracy: float         # with_accuracy: share of (the first 256) visible vertices whose own row wins, else nan
+
+
+def cell_index(kp: Tensor, feature_size: tuple[int, int], stride: int) -> Tensor:
+    """Flat feature-cell index (row//stride)*w + col//stride of (row, col) keypoints [..., 2], clamped."""
+    h, w = feature_size
+    r = torch.div(kp[..., 0], stride, rounding_mode="floor").clamp(0, h - 1)
+    c = torch.div(kp[..., 1], stride, rounding_mode="floor").clamp(0, w - 1)
+    return (r * w + c).long()
+
+
+def gather_cells(features: Tensor, idx: Tensor) -> Tensor:
+    """Features [B, D, h, w] at flat cells idx [B, K] -> [B, K, D]."""
+    B, D = features.shape[:2]
+    f = features.reshape(B, D, -1)
+    return torch.gather(f, 2, idx[:, None, :].expand(B, D, idx.shape[1])).transpose(1, 2)
+
+
+def sample_noise_cells(background: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` distinct cells per image, drawn among background cells (bool [B, h*w]); images with
+    fewer background cells fall back to any cell (tiny weight elsewhere)."""
+    weights = background.float() + 1e-6
+    return torch.multinomial(weights, n, replacement=False, generator=generator)
+
+
+def subsample_visible(visible: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """Keep at most ``k`` randomly chosen True entries per row of ``visible`` [B, n]."""
+    r = torch.rand(visible.shape, generator=generator).to(visible.device)
+    r = torch.where(visible, r, torch.full_like(r, 2.0))
+    kth = torch.sort(r, dim=1).values[:, min(k, visible.shape[1]) - 1: min(k, visible.shape[1])]
+    return visible & (r <= kth)
+
+
+def near_same_class(kp: Tensor, n_real: Tensor, thr: float) -> Tensor:
+    """Bool [B, max_n, max_n]: vertex j lies within ``thr`` px of vertex k (j != k, both real vertices)."""
+    B, max_n, _ = kp.shape
+    p = kp.float()
+    d2 = ((p[:, :, None, :] - p[:, None, :, :]) ** 2).sum(-1)
+    real = torch.arange(max_n, device=kp.device)[None] < n_real[:, None]          # [B, max_n]
+    near = (d2 < thr * thr) & real[:, :, None] & real[:, None, :]
+    near &= ~torch.eye(max_n, dtype=torch.bool, device=kp.device)[None]
+    return near
+
+
+def logit_mask(kp: Tensor, labels: Tensor, select: Tensor, n_list: tuple[int, ...], max_n: int,
+               n_clutter: int, thr: float, clutter_weight: float = 0.005) -> Tensor:
+    """Additive mask [N, C*max_n + n_clutter] for the N selected (image, vertex) pairs (``select``
+    bool [B, max_n], row-major order): -inf = excluded, log(clutter_weight) on clutter rows."""
+    C = len(n_list)
+    device = kp.device
+    n_tab = torch.tensor(n_list, device=device)
+    rows = C * max_n
+    local = torch.arange(max_n, device=device)
+    padding = (local[None, :] >= n_tab[:, None]).reshape(rows)                     # [C*max_n]
+    base = torch.zeros(rows + n_clutter, device=device)
+    base[:rows][padding] = float("-inf")
+    base[rows:] = math.log(clutter_weight)
+    near = near_same_class(kp, n_tab[labels], thr)                                  # [B, max_n, max_n]
+    b_idx, _ = select.nonzero(as_tuple=True)
+    near_sel = near[select]                                                         # [N, max_n]
+    mask = base.expand(near_sel.shape[0], -1).clone()
+    cols = labels[b_idx][:, None] * max_n + local[None, :]                          # [N, max_n]
+    block = torch.gather(mask, 1, cols).masked_fill(near_sel, float("-inf"))
+    mask.scatter_(1, cols, block)
+    return mask
+
+
+def novum_loss(features: Tensor, kp: Tensor, visible: Tensor, labels: Tensor, background: Tensor,
+               memory: Tensor, n_list: tuple[int, ...], max_n: int, stride: int, thr: float,
+               temperature: float = 0.07, clutter_weight: float = 0.005, noise_weight: float = 0.1,
+               n_noise: int = 5, generator: torch.Generator | None = None,
+               with_accuracy: bool = False, max_vertices: int | None = None) -> LossOutput:
+    """The training objective on a batch of unit feature maps [B, D, h, w] (see module docstring).
+
+    ``memory`` is ``[C*max_n + n_clutter, D]`` as it was before this batch's bank update (no grad);
+    ``kp`` int [B, max_n, 2] (row, col) padded with anything, ``visible`` bool [B, max_n] (False on
+    padding), ``background`` bool [B, h*w] cells where noise features may be drawn.
+    """
+    B, D, h, w = features.shape
+    C = len(n_list)
+    rows = C * max_n
+    n_clutter = memory.shape[0] - rows
+    idx = cell_index(kp, (h, w), stride)                                  # [B, max_n]
+    x = gather_cells(features, idx)                                       # [B, max_n, D]
+    noise_idx = sample_noise_cells(background, n_noise, generator)
+    noise = gather_cells(features, noise_idx.to(features.device))         # [B, n_noise, D]
+    memory = memory.detach()
+
+    sel = visible.bool()
+    if max_vertices is not None:
+        sel = subsample_visible(sel, max_vertices, generator)
+    xs = x[sel]                                                           # [N, D]
+    mask = logit_mask(kp, labels, sel, n_list, max_n, n_clutter, thr, clutter_weight)
+    logits = torch.addmm(mask, xs, memory.T, alpha=1.0 / temperature)   # xs @ memory.T / T + mask
+    b_idx, k_idx = sel.nonzero(as_tuple=True)
+    target = labels[b_idx] * max_n + k_idx
+    if xs.shape[0]:
+        contrast = torch.nn.functional.cross_entropy(logits, target)
+        acc = float((logits[:256].detach().argmax(1) == target[:256]).float().mean()) if with_accuracy else float("nan")
+    else:  # no visible vertex in the batch: only the background term trains
+        contrast = features.sum() * 0.0
+        acc = float("nan")
+    n_tab = torch.tensor(n_list, device=memory.device)
+    valid = (torch.arange(max_n, device=memory.device)[None] < n_tab[:, None]).reshape(rows)
+    background_term = (noise.reshape(-1, D) @ memory[:rows][valid].T).mean()
+    loss = contrast + noise_weight * background_term
+    kp_feat = (x * visible.bool()[..., None]).detach()
+    return LossOutput(loss, contrast.detach(), background_term.detach(), kp_feat, noise.detach(), acc)

@@ -1,0 +1,164 @@
+"""What is trained: a NOVUM model (contrastive loss + bank updates) or the classifier baseline
+(cross-entropy). Both expose the same small interface to the loop."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from novum.baseline import BaselineClassifier, load_baseline, save_baseline
+from novum.checkpoint import load_native, save_native
+from novum.model import NovumModel
+from novum.training.bank import class_sums, momentum_update, push_clutter
+from novum.training.config import TrainConfig
+from novum.training.data import PackedSamples
+from novum.training.dist import DistContext
+from novum.training.loss import novum_loss
+
+
+def _wrap(module: nn.Module, dist: DistContext) -> nn.Module:
+    if not dist.enabled:
+        return module
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, packed: PackedSamples, batch_size: int = 64, use_boxes: bool = False,
+            device: str | torch.device = "cpu") -> np.ndarray:
+    """Top-1 class index per sample (eval mode), optionally restricted to the GT boxes (NOVUM only)."""
+    was = model.training
+    model.eval()
+    preds = []
+    for i in range(0, len(packed), batch_size):
+        b = packed.batch(np.arange(i, min(i + batch_size, len(packed))), device)
+        out = model.predict_bgr(b["images"], b["boxes"] if use_boxes else None)
+        preds.append(out["scores"].argmax(1).cpu().numpy())
+    model.train(was)
+    return np.concatenate(preds)
+
+
+class NovumTask:
+    """NOVUM: bias-free features (the inference path), contrastive loss, momentum bank, clutter ring."""
+
+    kind = "novum"
+
+    def __init__(self, cfg: TrainConfig, dist: DistContext, seed: int) -> None:
+        self.cfg = cfg
+        self.dist = dist
+        mc = cfg.model_config()
+        self.model = NovumModel(mc, generator=torch.Generator().manual_seed(seed)).to(dist.device)
+        bias = self.model.backbone.out_layer.bias
+        with torch.no_grad():
+            bias.zero_()  # trained and used bias-free, like inference (upstream trained with it)
+        bias.requires_grad_(False)
+        if cfg.channels_last:
+            self.model.backbone.to(memory_format=torch.channels_last)
+        dist.broadcast_(self.model.volumes.bank)
+        dist.broadcast_(self.model.volumes.clutter)
+        self.net = _wrap(self.model.backbone, dist)
+        self.clutter_ptr = 0
+        self._last = None
+
+    def _input(self, images: Tensor) -> Tensor:
+        x = self.model.preprocess(images)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.backbone.parameters() if p.requires_grad]
+
+    def train(self) -> None:
+        self.model.train()
+
+    def step(self, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        mc = self.model.config
+        f = self.net(self._input(batch["images"]))
+        out = novum_loss(f, batch["kp"], batch["visible"], batch["labels"], batch["background"],
+                         self.model.volumes.memory(), mc.n_list, mc.max_n, mc.stride, self.cfg.thr,
+                         self.cfg.temperature, self.cfg.clutter_weight, self.cfg.noise_weight,
+                         self.cfg.n_noise, generator, with_accuracy=True, max_vertices=self.cfg.max_vertices)
+        self._last = (out, batch["labels"])
+        return out.loss, {"nce": float(out.contrast), "bg": float(out.background), "vacc": out.accuracy}
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Bank update from all ranks' features: all-reduced class sums/counts, gathered noise."""
+        out, labels = self._last
+        self._last = None
+        vol = self.model.volumes
+        sums, counts = class_sums(out.kp_features, labels, vol.num_classes)
+        self.dist.all_reduce_(sums)
+        self.dist.all_reduce_(counts)
+        noise = self.dist.all_gather_cat(out.noise_features.reshape(-1, out.noise_features.shape[-1]))
+        momentum_update(vol.bank, sums, counts, self.cfg.momentum)
+        self.clutter_ptr = push_clutter(vol.clutter, noise, self.clutter_ptr)
+
+    def predict(self, packed: PackedSamples, use_boxes: bool = False) -> np.ndarray:
+        return predict(self.model, packed, use_boxes=use_boxes, device=self.dist.device)
+
+    def save(self, path, metadata: dict[str, str]) -> None:
+        save_native(self.model, path, metadata)
+
+    def load_weights(self, path) -> None:
+        m = load_native(path)
+        self.model.backbone.load_state_dict(m.backbone.state_dict())
+        self.model.volumes.bank.copy_(m.volumes.bank)
+        self.model.volumes.clutter.copy_(m.volumes.clutter)
+
+    def state(self) -> dict[str, Any]:
+        return {"clutter_ptr": self.clutter_ptr}
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        self.clutter_ptr = int(s.get("clutter_ptr", 0))
+
+
+class BaselineTask:
+    """The plain classifier: ResNet encoder + global average pooling + linear head, cross-entropy."""
+
+    kind = "baseline"
+
+    def __init__(self, cfg: TrainConfig, dist: DistContext, seed: int) -> None:
+        self.cfg = cfg
+        self.dist = dist
+        torch.manual_seed(seed)
+        self.model = BaselineClassifier(cfg.model_config()).to(dist.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.net = _wrap(self.model, dist)
+        self.criterion = nn.CrossEntropyLoss()
+
+    def _input(self, images: Tensor) -> Tensor:
+        x = self.model.preprocess(images)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.model.parameters())
+
+    def train(self) -> None:
+        self.model.train()
+
+    def step(self, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        logits = self.net(self._input(batch["images"]))
+        loss = self.criterion(logits, batch["labels"])
+        acc = float((logits.argmax(1) == batch["labels"]).float().mean())
+        return loss, {"acc": acc}
+
+    def after_step(self) -> None:
+        pass
+
+    def predict(self, packed: PackedSamples, use_boxes: bool = False) -> np.ndarray:
+        return predict(self.model, packed, device=self.dist.device)
+
+    def save(self, path, metadata: dict[str, str]) -> None:
+        save_baseline(self.model, path, metadata)
+
+    def load_weights(self, path) -> None:
+        self.model.load_state_dict(load_baseline(path).state_dict())
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        pass
