@@ -1,0 +1,179 @@
+"""Export: ONNX Runtime vs torch for fp32 and fp16 (small model and upstream architecture)."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import onnx.shape_inference
+import pytest
+import torch
+
+from factories import make_small_model, structured_frames
+from novum.export.fp16 import convert_fp16
+from novum.export.frames import render_frames
+from novum.export.onnx import OPSET, export_onnx, read_metadata
+from novum.export.verify import TOLERANCES, compare, run_onnx, verify
+from novum.io import sha256_file
+
+
+@pytest.fixture(scope="session")
+def small_exports(small_model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("export_small")
+    fp32 = export_onnx(small_model, d / "small.onnx", features=True, max_batch=4, source_sha256="ab" * 32)
+    fp16 = convert_fp16(fp32, d / "small_fp16.onnx")
+    return {"fp32": fp32, "fp16": fp16}
+
+
+@pytest.fixture(scope="session")
+def frames():
+    return np.concatenate([render_frames(6, 128, 160, seed=3), structured_frames(4, 128, 160, seed=4)])
+
+
+def torch_ref(model, frames):
+    with torch.no_grad():
+        out = model.predict_bgr(torch.from_numpy(frames))
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def test_fp32_onnx_matches_torch(small_model, small_exports, frames):
+    ref = torch_ref(small_model, frames)
+    out = run_onnx(small_exports["fp32"], frames)
+    assert list(out) == ["scores", "vertex", "vertex_score", "features"]
+    assert out["scores"].dtype == np.float32 and out["vertex"].dtype == np.int32
+    assert out["vertex"].shape == (len(frames), 16, 20)
+    assert np.abs(out["scores"] - ref["scores"]).max() <= 1e-5
+    assert (out["scores"].argmax(1) == ref["scores"].argmax(1)).all()
+    diff = out["vertex"] != ref["vertex"]
+    assert diff.mean() <= 1e-3  # identical except at float ties
+    assert np.abs(out["vertex_score"] - ref["vertex_score"]).max() <= 1e-5
+    assert np.abs(out["features"] - ref["features"]).max() <= 1e-5
+    # padding rows vote for nobody: -1 appears exactly where torch has -1
+    assert ((out["vertex"] == -1) == (ref["vertex"] == -1)).mean() >= 0.999
+
+
+def test_dynamic_batch(small_model, small_exports, frames):
+    ref = torch_ref(small_model, frames[:3])
+    for b in (1, 3):
+        out = run_onnx(small_exports["fp32"], frames[:b])
+        assert out["scores"].shape == (b, 12)
+        assert np.abs(out["scores"] - ref["scores"][:b]).max() <= 1e-5
+
+
+def test_metadata_round_trip(small_model, small_exports):
+    for prec, path in small_exports.items():
+        meta = read_metadata(path)
+        assert meta["config"] == small_model.config
+        assert meta["precision"] == prec and meta["opset"] == OPSET
+        assert meta["classes"] == list(small_model.classes)
+        assert meta["input_format"] == "uint8 NHWC BGR" and meta["input_size"] == [128, 160]
+        assert meta["n_list"] == list(small_model.config.n_list) and meta["max_n"] == small_model.config.max_n
+        assert meta["outputs"] == ["scores", "vertex", "vertex_score", "features"]
+        assert meta["source_sha256"] == "ab" * 32 and meta["novum_version"]
+        proto = onnx.load(str(path))
+        assert [o.name for o in proto.graph.output] == meta["outputs"]
+        assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == OPSET
+        inp = proto.graph.input[0]
+        assert inp.name == "images" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
+        assert dims[1:] == [128, 160, 3] and isinstance(dims[0], str)
+
+
+def test_head_never_materialises_full_matrix(small_model, tmp_path):
+    """Every similarity tensor of the exported head has at most max_n rows; the dense one has C*max_n."""
+    cfg = small_model.config
+
+    def matmul_rows(path):
+        g = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
+        shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in g.value_info}
+        return [shapes[n.output[0]][-2] for n in g.node if n.op_type == "MatMul"]
+
+    blocks = matmul_rows(export_onnx(small_model, tmp_path / "b.onnx"))
+    dense = matmul_rows(export_onnx(small_model, tmp_path / "d.onnx", dense_head=True))
+    assert blocks == [cfg.max_n] * cfg.num_classes
+    assert dense == [cfg.num_vertex_rows]
+
+
+def test_fp16_onnx_within_tolerance(small_model, small_exports, frames):
+    ref = torch_ref(small_model, frames)
+    out = run_onnx(small_exports["fp16"], frames)
+    assert {k: v.dtype for k, v in out.items()} == {"scores": np.float32, "vertex": np.int32,
+                                                     "vertex_score": np.float32, "features": np.float32}
+    cfg = small_model.config
+    rep = compare(ref, out, "fp16", "onnxruntime", "fp16", 16 * 20, cfg.num_vertex_rows)
+    assert rep.ok, rep.checks
+    tol = TOLERANCES["fp16"]
+    assert np.abs(out["scores"] - ref["scores"]).max() <= tol.scores_limit(16 * 20, cfg.num_vertex_rows)
+    assert (out["vertex"] == ref["vertex"]).mean() >= tol.vertex_agree
+    assert rep.top1 >= 0.9  # raw agreement, near-ties included
+
+
+def test_fp16_graph_precision_layout(small_exports):
+    """Convolutions and matching GEMMs in fp16; L2 normalisation and score sums in fp32."""
+    path = small_exports["fp16"]
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    g = proto.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+
+    def in_type(op):
+        return {types.get(n.input[0]) for n in g.node if n.op_type == op}
+
+    assert in_type("Conv") == {f16}
+    assert in_type("MatMul") == {f16}
+    assert in_type("ReduceL2") == {f32}
+    assert in_type("ReduceSum") == {f32}
+    weights = [t for t in g.initializer if t.data_type in (f16, f32) and np.prod(t.dims) > 16]  # not mean/std
+    assert weights and all(t.data_type == f16 for t in weights)
+    onnx.checker.check_model(proto)
+
+
+def test_fp16_survives_large_feature_norms(small_model, tmp_path, frames):
+    """Feature norms far above 256 overflow an fp16 sum of squares; the normalisation stays fp32."""
+    big = copy.deepcopy(small_model)
+    with torch.no_grad():
+        big.backbone.out_layer.weight.mul_(1000.0)
+        norms = big.backbone.net(big.preprocess(torch.from_numpy(frames[:2])))
+        norms = torch.nn.functional.conv2d(norms, big.backbone.out_layer.weight[:, :, None, None]).norm(dim=1)
+    assert norms.min() > 256
+    fp16 = convert_fp16(export_onnx(big, tmp_path / "big.onnx"), tmp_path / "big_fp16.onnx")
+    rep = verify(big, [fp16], frames=frames[:4])
+    assert rep.ok, rep.table()
+    out = run_onnx(fp16, frames[:2])
+    assert (out["vertex_score"] > 0.3).all()  # a zeroed feature would give 0.5 everywhere
+
+
+def test_verify_detects_a_wrong_model(small_exports, frames):
+    other = make_small_model(seed=5)
+    rep = verify(other, [small_exports["fp32"]], frames=frames[:4])
+    assert not rep.ok
+    assert "NO" in rep.table()
+
+
+def test_upstream_checkpoint_cli_fp32_fp16(upstream_ckpt, upstream_model, tmp_path, capsys):
+    from novum.export.cli import main
+
+    out = tmp_path / "exp"
+    rc = main(["--checkpoint", str(upstream_ckpt), "--output-dir", str(out), "--imgsz", "128", "160", "--fp16",
+               "--no-engine", "--verify", "--verify-frames", "4"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    fp32, fp16 = out / f"{upstream_ckpt.stem}.onnx", out / f"{upstream_ckpt.stem}_fp16.onnx"
+    assert sorted(p.name for p in out.iterdir()) == sorted([fp32.name, fp16.name])
+    meta = read_metadata(fp16)
+    assert meta["input_size"] == [128, 160] and meta["precision"] == "fp16"
+    assert meta["source_sha256"] == sha256_file(upstream_ckpt)
+    assert meta["n_list"] == list(upstream_model.config.n_list) and meta["max_n"] == 1130
+    assert meta["novum_config"]["backbone"]["arch"] == "resnetext50"
+    assert "| scores |" in text and "| NO |" not in text
+    # the exported graph computes what torch computes on the upstream architecture
+    fr = structured_frames(3, 128, 160, seed=7)
+    ref = torch_ref(upstream_model, fr)
+    o32 = run_onnx(fp32, fr)
+    assert np.abs(o32["scores"] - ref["scores"]).max() <= 1e-5
+    assert (o32["scores"].argmax(1) == ref["scores"].argmax(1)).all()
+    assert (o32["vertex"] == ref["vertex"]).mean() >= 0.999
+    o16 = run_onnx(fp16, fr)
+    rep = compare(ref, o16, "fp16", "onnxruntime", "fp16", 16 * 20, 12 * 1130)
+    assert rep.ok, rep.checks

@@ -1,0 +1,140 @@
+"""novum-export CLI: native checkpoints, external-data ONNX files, bad input -> one-line errors."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import onnx
+import pytest
+
+from factories import structured_frames
+from novum.checkpoint import save_native
+from novum.export.cli import main
+from novum.export.onnx import ExportError, copy_onnx, onnx_files, onnx_sha256, read_metadata
+from novum.export.verify import run_onnx
+
+
+@pytest.fixture(scope="module")
+def native_ckpt(small_model, tmp_path_factory):
+    return save_native(small_model, tmp_path_factory.mktemp("native") / "small.safetensors")
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_native_checkpoint_export_without_tensorrt(native_ckpt, small_model, tmp_path, capsys):
+    out = tmp_path / "e"
+    rc = main(["--checkpoint", str(native_ckpt), "--output-dir", str(out), "--fp16", "--features", "--batch", "2",
+               "--engine", "--name", "demo"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert leftovers(out) == ["demo.onnx", "demo_fp16.onnx"]
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "no TensorRT engine built: TensorRT is not installed" in text
+    meta = read_metadata(out / "demo.onnx")
+    assert meta["config"] == small_model.config and meta["max_batch"] == 2
+    assert meta["outputs"][-1] == "features"
+
+
+def test_imgsz_changes_the_graph_and_focal(native_ckpt, small_model, tmp_path, capsys):
+    rc = main(["--checkpoint", str(native_ckpt), "--output-dir", str(tmp_path), "--imgsz", "64", "96", "--no-engine"])
+    assert rc == 0
+    meta = read_metadata(tmp_path / "small.onnx")
+    assert meta["input_size"] == [64, 96]
+    assert meta["config"].focal == pytest.approx(small_model.config.focal * 64 / 128)
+    out = run_onnx(tmp_path / "small.onnx", structured_frames(2, 64, 96))
+    assert out["vertex"].shape == (2, 8, 12)
+
+
+def test_external_data_files_are_handled(small_model, tmp_path):
+    from novum.export.onnx import export_onnx
+
+    single = export_onnx(small_model, tmp_path / "single.onnx")
+    proto = onnx.load(str(single))
+    ext = tmp_path / "ext.onnx"
+    onnx.save_model(proto, str(ext), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="ext.onnx.data", size_threshold=0)
+    assert [p.name for p in onnx_files(ext)] == ["ext.onnx", "ext.onnx.data"]
+    assert [p.name for p in onnx_files(single)] == ["single.onnx"]
+    copied = copy_onnx(ext, tmp_path / "sub" / "ext.onnx")
+    assert sorted(p.name for p in copied.parent.iterdir()) == ["ext.onnx", "ext.onnx.data"]
+    assert onnx_sha256(copied) == onnx_sha256(ext) != onnx_sha256(single)
+    assert read_metadata(copied)["config"] == small_model.config
+    fr = structured_frames(2, 128, 160)
+    a, b = run_onnx(single, fr), run_onnx(copied, fr)
+    assert np.array_equal(a["scores"], b["scores"]) and np.array_equal(a["vertex"], b["vertex"])
+    from novum.export.fp16 import convert_fp16
+
+    half = convert_fp16(copied, tmp_path / "ext_fp16.onnx")  # fp16 from an external-data source
+    assert run_onnx(half, fr)["scores"].shape == (2, 12)
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    rc = main(["--checkpoint", str(tmp_path / "nope.pth"), "--output-dir", str(tmp_path / "o")])
+    assert rc == 2
+    assert "checkpoint not found" in one_line_error(capsys)
+    assert leftovers(tmp_path / "o") == []
+
+
+def test_corrupt_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"\x80\x02garbage" * 100)
+    rc = main(["--checkpoint", str(bad), "--output-dir", str(tmp_path / "o")])
+    assert rc == 2
+    assert "bad.pth" in one_line_error(capsys)
+    assert leftovers(tmp_path / "o") == []
+    trunc = tmp_path / "trunc.safetensors"
+    trunc.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    assert main(["--checkpoint", str(trunc), "--output-dir", str(tmp_path / "o")]) == 2
+    assert "trunc.safetensors" in one_line_error(capsys)
+    assert leftovers(tmp_path / "o") == []
+
+
+def test_unwritable_output_dir(native_ckpt, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc = main(["--checkpoint", str(native_ckpt), "--output-dir", str(blocker / "sub")])
+    assert rc == 2
+    assert "not writable" in one_line_error(capsys)
+
+
+def test_bad_imgsz(native_ckpt, tmp_path, capsys):
+    assert main(["--checkpoint", str(native_ckpt), "--output-dir", str(tmp_path), "--imgsz", "100", "160"]) == 2
+    assert "multiples of 8" in one_line_error(capsys)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("novum.calibration.quantize") is not None,
+                    reason="novum.calibration.quantize exists: INT8 is available in this build")
+def test_int8_unavailable(native_ckpt, tmp_path, capsys):
+    assert main(["--checkpoint", str(native_ckpt), "--output-dir", str(tmp_path), "--int8"]) == 2
+    assert "INT8 is not available in this build" in one_line_error(capsys)
+    assert leftovers(tmp_path) == []
+
+
+def test_default_checkpoint_is_the_demo_model(tmp_path, capsys):
+    from novum.bundled import DEMO_MODEL
+
+    rc = main(["--output-dir", str(tmp_path), "--no-engine"])
+    if DEMO_MODEL.is_file():
+        assert rc == 0 and (tmp_path / "demo.onnx").is_file()
+    else:
+        assert rc == 2 and "demo model is missing" in one_line_error(capsys)
+
+
+def test_not_an_onnx_file(tmp_path):
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"not a protobuf at all \xff\xfe")
+    with pytest.raises(ExportError, match="not a readable ONNX file"):
+        read_metadata(bad)
+    plain = tmp_path / "plain.onnx"
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(plain))
+    with pytest.raises(ExportError, match="without novum metadata"):
+        read_metadata(plain)
