@@ -159,3 +159,19 @@ def test_matches_pytorch3d_mesh_rasterizer():
         assert (got == ref_face).mean() > 0.999
         agree = torch.as_tensor(got == ref_face).reshape(h, w)
         np.testing.assert_allclose(r.render(C, th, feats)[:, agree].numpy(), ref[:, agree].numpy(), atol=1e-4)
+
+
+def test_many_views_at_once_equal_one_by_one():
+    cfg = small_config()
+    v, f = mesh_with_count(cfg.extents[0], cfg.n_list[0])
+    r = MeshRenderer(v, f, cfg.focal / cfg.stride, cfg.feature_size)
+    poses = torch.tensor(POSES + [(5.5, 1.0, 0.5, 5.0)])
+    C = camera_position_from_spherical_angles(poses[:, 3], poses[:, 1], poses[:, 0])
+    view, frs = r.fragments_views(C, poses[:, 2])
+    for i in range(len(poses)):
+        one = r.fragments(C[i:i + 1], poses[i:i + 1, 2])
+        s = view == i
+        assert s.sum() > 0
+        torch.testing.assert_close(frs.pix[s], one.pix)
+        torch.testing.assert_close(frs.face[s], one.face)
+        torch.testing.assert_close(frs.bary[s], one.bary.detach(), atol=1e-5, rtol=0)

@@ -141,14 +141,11 @@ class PoseRefiner:
         """Fragments of the 144 init views of a class, rendered on first use and kept."""
         if label not in self._grids:
             r = self.renderer(label)
-            parts = []
+            g = torch.as_tensor(self.grid, dtype=torch.float32)
             with torch.no_grad(), self._cpu_threads():
-                for i, (a, e, t, d) in enumerate(self.grid):
-                    C = camera_position_from_spherical_angles(d, e, a).to(self.device)
-                    fr = r.fragments(C, torch.tensor([t], dtype=torch.float32, device=self.device))
-                    parts.append((torch.full_like(fr.pix, i), fr.pix, fr.vidx, fr.bary))
-            view, pix, vidx, bary = (torch.cat(p) for p in zip(*parts))
-            self._grids[label] = _GridCache(view, pix.to(torch.int32), vidx.to(torch.int32), bary.float())
+                C = camera_position_from_spherical_angles(g[:, 3], g[:, 1], g[:, 0]).to(self.device)
+                view, fr = r.fragments_views(C, g[:, 2].to(self.device))
+            self._grids[label] = _GridCache(view, fr.pix.to(torch.int32), fr.vidx.to(torch.int32), fr.bary.float())
         return self._grids[label]
 
     def _cpu_threads(self):

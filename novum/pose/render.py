@@ -71,53 +71,85 @@ def _barycentric(tri_uv: Tensor, tri_z: Tensor, px: Tensor, py: Tensor) -> tuple
     return w, (w * tri_z).sum(-1), area
 
 
+def _raster_pairs(tuv: Tensor, tz: Tensor, size: tuple[int, int], max_pairs: int):
+    """No-grad core over faces [F, 3, 2] / [F, 3] (each face may belong to another view):
+    for every pixel of every face's bounding box, (face, pixel row, pixel col, depth, inside)."""
+    h, w = size
+    dev = tuv.device
+    area = _edge(tuv[:, 0, 0], tuv[:, 0, 1], tuv[:, 1, 0], tuv[:, 1, 1], tuv[:, 2, 0], tuv[:, 2, 1])
+    ndc_area = area / (min(h, w) / 2.0) ** 2
+    ok = (ndc_area.abs() > 1e-8) & (tz.max(1).values >= 0) & torch.isfinite(tuv).all(2).all(1)
+    lo, hi = tuv.min(1).values, tuv.max(1).values                       # [F, 2]
+    # pixel centres j + 0.5 inside [lo, hi]  <=>  ceil(lo - 0.5) <= j <= floor(hi - 0.5)
+    lo = torch.where(ok[:, None], lo, torch.zeros_like(lo))
+    hi = torch.where(ok[:, None], hi, torch.zeros_like(hi))
+    j0 = torch.ceil(lo[:, 0] - 0.5).clamp(0, w).long()
+    j1 = torch.floor(hi[:, 0] - 0.5).clamp(-1, w - 1).long()
+    i0 = torch.ceil(lo[:, 1] - 0.5).clamp(0, h).long()
+    i1 = torch.floor(hi[:, 1] - 0.5).clamp(-1, h - 1).long()
+    nx = (j1 - j0 + 1).clamp(min=0) * ok
+    ny = (i1 - i0 + 1).clamp(min=0) * ok
+    counts = nx * ny
+    total = int(counts.sum())
+    if total > max_pairs:
+        raise ValueError(f"{total} pixel-face candidates: the mesh covers far more than the map "
+                         f"(camera inside or too close to the object?)")
+    fid = torch.repeat_interleave(torch.arange(len(tuv), device=dev), counts)
+    start = torch.cumsum(counts, 0) - counts
+    k = torch.arange(total, device=dev) - start[fid]
+    step = nx[fid].clamp(min=1)
+    jj = j0[fid] + k % step
+    ii = i0[fid] + torch.div(k, step, rounding_mode="floor")
+    wts, pz, _ = _barycentric(tuv[fid], tz[fid], jj.to(tuv.dtype) + 0.5, ii.to(tuv.dtype) + 0.5)
+    inside = (wts > 0).all(1) & (pz >= 0) & torch.isfinite(pz)
+    return fid[inside], ii[inside], jj[inside], pz[inside]
+
+
+def _nearest(fid: Tensor, pix: Tensor, pz: Tensor, n_pix: int, n_faces: int) -> tuple[Tensor, Tensor]:
+    """Per pixel the candidate with the smallest depth, the lowest face id on ties; sorted by pixel."""
+    zbuf = torch.full((n_pix,), float("inf"), device=pz.device, dtype=pz.dtype)
+    zbuf.scatter_reduce_(0, pix, pz, "amin")
+    near = pz == zbuf[pix]
+    fid, pix = fid[near], pix[near]
+    first = torch.full((n_pix,), n_faces, device=pix.device, dtype=torch.int64)
+    first.scatter_reduce_(0, pix, fid, "amin")
+    keep = fid == first[pix]
+    fid, pix = fid[keep], pix[keep]
+    order = torch.argsort(pix)
+    return fid[order], pix[order]
+
+
 def rasterize(uv: Tensor, z: Tensor, faces: Tensor, size: tuple[int, int],
               max_pairs: int = 4_000_000) -> Fragments:
     """Nearest face per pixel for projected vertices ``uv`` [V, 2] (pixels, (col, row)) with view
     depth ``z`` [V]; differentiable in ``uv`` and ``z`` through the barycentrics only."""
     h, w = size
-    dev = uv.device
     with torch.no_grad():
-        tuv, tz = uv.detach()[faces], z.detach()[faces]                     # [F, 3, 2], [F, 3]
-        area = _edge(tuv[:, 0, 0], tuv[:, 0, 1], tuv[:, 1, 0], tuv[:, 1, 1], tuv[:, 2, 0], tuv[:, 2, 1])
-        ndc_area = area / (min(h, w) / 2.0) ** 2
-        ok = (ndc_area.abs() > 1e-8) & (tz.max(1).values >= 0) & torch.isfinite(tuv).all(2).all(1)
-        lo, hi = tuv.min(1).values, tuv.max(1).values                       # [F, 2]
-        # pixel centres j + 0.5 inside [lo, hi]  <=>  ceil(lo - 0.5) <= j <= floor(hi - 0.5)
-        j0 = torch.ceil(lo[:, 0] - 0.5).clamp(0, w).long()
-        j1 = torch.floor(hi[:, 0] - 0.5).clamp(-1, w - 1).long()
-        i0 = torch.ceil(lo[:, 1] - 0.5).clamp(0, h).long()
-        i1 = torch.floor(hi[:, 1] - 0.5).clamp(-1, h - 1).long()
-        nx = (j1 - j0 + 1).clamp(min=0) * ok
-        ny = (i1 - i0 + 1).clamp(min=0) * ok
-        counts = nx * ny
-        total = int(counts.sum())
-        if total > max_pairs:
-            raise ValueError(f"{total} pixel-face candidates: the mesh covers far more than the map "
-                             f"(camera inside or too close to the object?)")
-        fid = torch.repeat_interleave(torch.arange(len(faces), device=dev), counts)
-        start = torch.cumsum(counts, 0) - counts
-        k = torch.arange(total, device=dev) - start[fid]
-        jj = j0[fid] + k % nx[fid].clamp(min=1)
-        ii = i0[fid] + torch.div(k, nx[fid].clamp(min=1), rounding_mode="floor")
-        wts, pz, _ = _barycentric(tuv[fid], tz[fid], jj.to(uv.dtype) + 0.5, ii.to(uv.dtype) + 0.5)
-        inside = (wts > 0).all(1) & (pz >= 0) & torch.isfinite(pz)
-        fid, pix, pz = fid[inside], (ii * w + jj)[inside], pz[inside]
-        zbuf = torch.full((h * w,), float("inf"), device=dev, dtype=pz.dtype)
-        zbuf.scatter_reduce_(0, pix, pz, "amin")
-        near = pz == zbuf[pix]
-        fid, pix = fid[near], pix[near]
-        first = torch.full((h * w,), len(faces), device=dev, dtype=torch.int64)
-        first.scatter_reduce_(0, pix, fid, "amin")                           # lowest face id on ties
-        keep = fid == first[pix]
-        fid, pix = fid[keep], pix[keep]
-        order = torch.argsort(pix)
-        fid, pix = fid[order], pix[order]
+        fid, ii, jj, pz = _raster_pairs(uv.detach()[faces], z.detach()[faces], size, max_pairs)
+        fid, pix = _nearest(fid, ii * w + jj, pz, h * w, len(faces))
     vidx = faces[fid]
     jj = (pix % w).to(uv.dtype) + 0.5
     ii = torch.div(pix, w, rounding_mode="floor").to(uv.dtype) + 0.5
     bary, pz, _ = _barycentric(uv[vidx], z[vidx], jj, ii)
     return Fragments(pix=pix, vidx=vidx, bary=bary, face=fid, zbuf=pz)
+
+
+@torch.no_grad()
+def rasterize_views(uv: Tensor, z: Tensor, faces: Tensor, size: tuple[int, int],
+                    max_pairs: int = 20_000_000) -> tuple[Tensor, Fragments]:
+    """:func:`rasterize` for N views at once (uv [N, V, 2], z [N, V]), no gradients; returns the
+    view index of each fragment [K] and the fragments (pixel indices within each view's map)."""
+    N, F = uv.shape[0], len(faces)
+    h, w = size
+    fid, ii, jj, pz = _raster_pairs(uv[:, faces].reshape(N * F, 3, 2), z[:, faces].reshape(N * F, 3), size, max_pairs)
+    view = torch.div(fid, F, rounding_mode="floor")
+    gfid, gpix = _nearest(fid, view * (h * w) + ii * w + jj, pz, N * h * w, N * F)
+    view, face = torch.div(gfid, F, rounding_mode="floor"), gfid % F
+    pix = gpix - view * (h * w)
+    vidx = faces[face]
+    bary, pz, _ = _barycentric(uv[view[:, None], vidx], z[view[:, None], vidx],
+                               (pix % w).to(uv.dtype) + 0.5, torch.div(pix, w, rounding_mode="floor").to(uv.dtype) + 0.5)
+    return view, Fragments(pix=pix, vidx=vidx, bary=bary, face=face, zbuf=pz)
 
 
 class MeshRenderer:
@@ -143,6 +175,12 @@ class MeshRenderer:
     def fragments(self, C: Tensor, theta: Tensor) -> Fragments:
         Xv = self.view(C, theta)
         return rasterize(project(Xv, self.focal, self.principal), Xv[:, 2], self.faces, self.size)
+
+    def fragments_views(self, C: Tensor, theta: Tensor) -> tuple[Tensor, Fragments]:
+        """Fragments of N views at once (C [N, 3], theta [N]), without gradients."""
+        R, T = campos_to_R_T(C, theta)
+        Xv = self.verts[None] @ R + T[:, None]                              # [N, V, 3]
+        return rasterize_views(project(Xv, self.focal, self.principal), Xv[..., 2], self.faces, self.size)
 
     def render(self, C: Tensor, theta: Tensor, feats: Tensor) -> Tensor:
         """The rendered feature map [D, h, w] for per-vertex features [V, D]."""
