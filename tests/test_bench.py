@@ -1,0 +1,31 @@
+"""novum-bench on the small model: one row per backend/precision, real measurements, files written."""
+from __future__ import annotations
+
+import json
+
+from fakes.runtime_assets import small_native
+from novum.runtime.bench import main
+
+
+def test_bench_table_and_files(tmp_path, capsys):
+    rc = main(["--model", str(small_native()), "--frames", "6", "--runs", "4", "--warmup", "1", "--rounds", "1",
+               "--threads", "1", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "bench")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    data = json.loads((tmp_path / "bench.json").read_text())
+    rows = {(r["backend"], r["precision"]): r for r in data["rows"]}
+    assert set(rows) >= {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"),
+                         ("tensorrt", "fp32")}
+    for key in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16")):
+        r = rows[key]
+        assert r["status"] == "ok", r
+        assert r["size_mb"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] and r["model_fps"] > 0 and r["pipeline_fps"] > 0
+        assert r["pipeline_over_model"] == r["pipeline_fps"] / r["model_fps"]
+    assert rows[("torch", "fp32")]["top1_agreement"] == 1.0
+    assert rows[("onnxruntime", "fp32")]["top1_agreement"] == 1.0          # same math, fp32
+    assert rows[("onnxruntime", "fp16")]["size_mb"] < 0.6 * rows[("onnxruntime", "fp32")]["size_mb"]
+    if rows[("tensorrt", "fp32")]["status"] != "ok":
+        assert rows[("tensorrt", "fp32")]["status"].startswith("unavailable")
+    md = (tmp_path / "bench.md").read_text()
+    assert "| onnxruntime | fp16 | ok |" in md and "pipeline / model-only FPS" in md and "ONNX Runtime fp32 vs torch" in md
+    assert "| torch | fp32 | ok |" in out
