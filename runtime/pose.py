@@ -29,8 +29,9 @@ class PoseWorker:
 
         self.config = ModelConfig.from_dict(metadata)
         self._draw = draw_wireframe
-        self._load = lambda: load_refiner(checkpoint)
-        self.refiner = None
+        # loaded here, on the calling thread: torch's lazy first-use initialisation is not thread-safe
+        # (a refiner first built on the worker thread failed with "'prims' object has no attribute ...")
+        self.refiner = load_refiner(checkpoint)
         self.requested = False
         self.latest: tuple[int, int, Any] | None = None   # (frame index, class index, PoseResult)
         self._new = False
@@ -59,8 +60,6 @@ class PoseWorker:
                     return
                 feats, label, idx = self._job
             try:
-                if self.refiner is None:
-                    self.refiner = self._load()
                 result = self.refiner.refine(feats, label)
                 with self._cond:
                     self.latest, self._new = (idx, label, result), True

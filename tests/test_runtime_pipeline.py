@@ -177,3 +177,52 @@ def test_live_source_through_the_pipeline_drops_stale_frames(tmp_path):
     idx = [r["frame"] for r in recs]
     assert idx == sorted(set(idx)) and len(idx) < 150 and s.dropped > 0
     assert s.frames == len(recs)
+
+
+def test_pose_every_n_frames_is_logged_and_drawn(video, tmp_path, monkeypatch):
+    """Wiring of --pose-every: features go to the refiner off the output thread, poses reach JSONL
+    and the wireframe is drawn (a stub refiner stands in for the torch render-and-compare)."""
+    import novum.pose.refine as refine_mod
+
+    calls = []
+
+    class StubRefiner:
+        def refine(self, features, label):
+            calls.append((features.shape, label))
+            return refine_mod.PoseResult(label=int(label), azimuth=0.5, elevation=0.2, theta=0.0, distance=5.0,
+                                         loss=0.1, seconds=0.01)
+
+    monkeypatch.setattr(refine_mod, "load_refiner", lambda ckpt, **kw: StubRefiner())
+    s = run(str(video), small_onnx(), show=False, quiet=True, pose_every=2, pose_model=small_native(),
+            jsonl=tmp_path / "o.jsonl", save=tmp_path / "o.mp4")
+    assert s.frames == 8 and calls and all(shape == (64, 16, 20) for shape, _ in calls)
+    recs = records(tmp_path / "o.jsonl")
+    poses = [r["pose"] for r in recs if "pose" in r]
+    assert poses and all(p["azimuth"] == 0.5 and p["frame"] % 2 == 0 for p in poses)
+    plain = tmp_path / "plain.mp4"
+    run(str(video), small_onnx(), show=False, quiet=True, save=plain)
+    a, b = read_video(plain)[-1], read_video(tmp_path / "o.mp4")[-1]
+    assert np.abs(a.astype(int) - b.astype(int)).sum(-1).max() > 100     # the wireframe is drawn
+    with pytest.raises(Exception) as e:
+        run(str(video), small_onnx(), show=False, quiet=True, pose_every=2)   # no checkpoint for the refiner
+    assert "--pose-model" in str(e.value)
+
+
+def test_a_failing_backend_ends_the_run_with_valid_outputs(video, tmp_path, monkeypatch):
+    from novum.errors import NovumError
+    from novum.runtime.backends.ort import OrtBackend
+
+    real = OrtBackend._infer
+    n = {"calls": 0}
+
+    def flaky(self, x):
+        n["calls"] += 1
+        if n["calls"] == 4:
+            raise NovumError("device lost")
+        return real(self, x)
+
+    monkeypatch.setattr(OrtBackend, "_infer", flaky)
+    with pytest.raises(NovumError, match="device lost"):
+        run(str(video), small_onnx(), show=False, quiet=True, save=tmp_path / "o.mp4", jsonl=tmp_path / "o.jsonl")
+    recs = records(tmp_path / "o.jsonl")
+    assert len(recs) == 3 == len(read_video(tmp_path / "o.mp4"))
