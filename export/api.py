@@ -39,10 +39,12 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
            strict_fp32: bool = False, version_compatible: bool = False, hardware_compatible: str | None = None,
            timing_cache: str | Path | None = None, name: str | None = None, opset: int = OPSET,
            fp16_head: str = "fp16", verify_frames: int = 8, verify_images: str | Path | None = None,
-           mesh_dir: str | Path | None = None, log: Callable[[str], None] = print) -> ExportResult:
+           mesh_dir: str | Path | None = None, log: Callable[[str], None] = print,
+           int8_options: dict[str, Any] | None = None) -> ExportResult:
     """Export a checkpoint (native ``.safetensors`` or upstream ``.pth``; default: the demo model).
 
     ``engine=None`` builds TensorRT engines when TensorRT and a GPU are present, else says why not.
+    ``int8_options`` go to ``novum.calibration.quantize.quantize_int8`` (calib, method, samples, ...).
     """
     from novum.bundled import demo_model_path
     from novum.io import sha256_file
@@ -80,7 +82,7 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
         log(f"wrote {res.onnx['fp16']} (fp16, head {fp16_head}) in {_done(res, 'onnx_fp16', t):.1f}s")
     if int8_fn is not None:
         t = _step(res, "onnx_int8")
-        res.onnx["int8"] = Path(int8_fn(res.onnx["fp32"], out / f"{stem}_int8.onnx"))
+        res.onnx["int8"] = Path(int8_fn(res.onnx["fp32"], out / f"{stem}_int8.onnx", **{"log": log, **(int8_options or {})}))
         log(f"wrote {res.onnx['int8']} (int8) in {_done(res, 'onnx_int8', t):.1f}s")
 
     _engines(res, out, stem, engine, batch, workspace, strict_fp32, version_compatible, hardware_compatible,

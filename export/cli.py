@@ -19,6 +19,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="file name stem (default: the checkpoint's)")
     p.add_argument("--fp16", action="store_true", help="also write an fp16 ONNX (precision in the graph) and engine")
     p.add_argument("--int8", action="store_true", help="also write an int8 (Q/DQ) ONNX via novum.calibration")
+    p.add_argument("--calib", help="int8 calibration data: 'demo' (synthetic frames of the model's classes, the "
+                                   "default), a folder of images, a glob or a video; implies --int8")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="int8 activation-range method (default minmax)")
+    p.add_argument("--calib-samples", type=int, default=64, help="int8 calibration frames (default 64)")
+    p.add_argument("--calib-seed", type=int, default=0, help="seed that picks the calibration frames (default 0)")
+    p.add_argument("--int8-threshold", type=float, default=0.99,
+                   help="min top-1 agreement of int8 with fp32 on held-out frames (default 0.99)")
+    p.add_argument("--allow-degraded", action="store_true",
+                   help="write the int8 model even when it fails the accuracy gate")
     p.add_argument("--batch", "--max-batch", dest="batch", type=int, default=DEFAULT_MAX_BATCH,
                    help=f"largest batch of the engine profile (ONNX batch is dynamic; default {DEFAULT_MAX_BATCH})")
     p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="input height and width (default: the model's)")
@@ -47,12 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from novum.export.api import export
 
-        res = export(args.checkpoint, args.output_dir, fp16=args.fp16, int8=args.int8, batch=args.batch,
+        int8 = args.int8 or args.calib is not None
+        int8_options = {"calib": args.calib or "demo", "method": args.calib_method, "samples": args.calib_samples,
+                        "seed": args.calib_seed, "threshold": args.int8_threshold,
+                        "allow_degraded": args.allow_degraded} if int8 else None
+
+        res = export(args.checkpoint, args.output_dir, fp16=args.fp16, int8=int8, batch=args.batch,
                      imgsz=tuple(args.imgsz) if args.imgsz else None, engine=args.engine, workspace=args.workspace,
                      verify=args.verify, features=args.features, strict_fp32=args.strict_fp32,
                      version_compatible=args.version_compatible, hardware_compatible=args.hardware_compatible,
                      timing_cache=args.timing_cache, name=args.name, opset=args.opset, fp16_head=args.fp16_head,
-                     verify_frames=args.verify_frames, verify_images=args.verify_images, mesh_dir=args.mesh_dir)
+                     verify_frames=args.verify_frames, verify_images=args.verify_images, mesh_dir=args.mesh_dir,
+                     int8_options=int8_options)
         total = sum(res.timings.values())
         print(f"done in {total:.1f}s: " + ", ".join(str(p) for p in [*res.onnx.values(), *res.engines.values()]))
         if not res.ok:

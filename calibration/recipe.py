@@ -1,0 +1,156 @@
+"""What gets quantized, and the checks that the result is what TensorRT and ONNX Runtime need.
+
+Recipe (shared/docs/deployment-facts.md section 3): symmetric INT8 (zero points 0, as TensorRT
+requires), per-channel weights, Q/DQ format, on the backbone only. The backbone is found in the
+graph, not by node names: it is every node upstream of the feature projection, the Conv whose
+output the L2 normalisation (ReduceL2) reads. The projection itself, the normalisation, the
+prototype MatMuls, ReduceMax / ArgMax and the score sums stay fp32: quantizing the matching
+flips top-1 (class margins are ~1e-3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from novum.errors import NovumError
+
+# Op types quantized inside the backbone. Conv carries the compute; quantizing the residual Add as
+# well keeps the int8 chains unbroken for ORT's QLinear* fusion and TensorRT's layer fusion.
+OP_TYPES = ("Conv",)
+HEAD_OPS = ("MatMul", "ReduceMax", "ArgMax", "ReduceL2", "ReduceSum", "Div", "Gather", "GatherElements", "Equal", "Where")
+RECIPE_VERSION = "qdq-s8s8-perchannel-backbone-v1"
+
+
+class QuantizeError(NovumError):
+    """The graph cannot be quantized as asked."""
+
+
+@dataclass
+class GraphParts:
+    backbone: list[str]            # names of the nodes upstream of the projection (quantizable ops only)
+    projection: str                # the projection Conv
+    features: str                  # the projection's output tensor (pre-normalisation features)
+    head: list[str] = field(default_factory=list)   # every node downstream of ``features``
+
+
+def _index(graph: onnx.GraphProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return producer, consumers
+
+
+def find_parts(model: onnx.ModelProto, op_types: tuple[str, ...] = OP_TYPES,
+               include_projection: bool = False) -> GraphParts:
+    """Split a novum graph into the backbone (to quantize) and the head (kept fp32)."""
+    g = model.graph
+    _ensure_names(g)
+    producer, consumers = _index(g)
+    norms = [n for n in g.node if n.op_type == "ReduceL2"]
+    if len(norms) != 1:
+        raise QuantizeError(f"expected one ReduceL2 (the feature normalisation) in the graph, found {len(norms)}; "
+                            f"is this a novum-export fp32 ONNX?")
+    features = norms[0].input[0]
+    proj = producer.get(features)
+    if proj is None or proj.op_type != "Conv":
+        raise QuantizeError("the feature normalisation does not read a Conv output; is this a novum-export fp32 ONNX?")
+    up: set[str] = set()
+    stack = [i for i in proj.input]
+    while stack:
+        t = stack.pop()
+        n = producer.get(t)
+        if n is None or n.name in up:
+            continue
+        up.add(n.name)
+        stack.extend(n.input)
+    down: list[str] = []
+    seen: set[str] = set()
+    stack = [features]
+    while stack:
+        for n in consumers.get(stack.pop(), []):
+            if n.name not in seen:
+                seen.add(n.name)
+                down.append(n.name)
+                stack.extend(n.output)
+    backbone = [n.name for n in g.node if n.name in up and n.op_type in op_types]
+    if include_projection:
+        backbone.append(proj.name)
+    return GraphParts(backbone, proj.name, features, down)
+
+
+def _ensure_names(g: onnx.GraphProto) -> None:
+    used = {n.name for n in g.node if n.name}
+    for i, n in enumerate(g.node):
+        if not n.name:
+            name = f"{n.op_type}_{i}"
+            while name in used:
+                name += "_"
+            n.name = name
+            used.add(name)
+
+
+@dataclass
+class QdqSummary:
+    quantize: int                          # QuantizeLinear nodes
+    dequantize: int                        # DequantizeLinear nodes
+    nonzero_zero_points: list[str]         # Q/DQ nodes whose zero point is not all 0 (must be empty)
+    head_qdq: list[str]                    # head nodes touching Q/DQ (must be empty)
+    quantized_convs: int                   # Conv nodes whose weight comes through a DequantizeLinear
+    head_ops: dict[str, int]               # op type -> count of the fp32 head
+
+    @property
+    def ok(self) -> bool:
+        return not self.nonzero_zero_points and not self.head_qdq and self.quantized_convs > 0
+
+
+def inspect_qdq(model: onnx.ModelProto) -> QdqSummary:
+    """Zero points, head precision and quantized convs of a Q/DQ graph (the TensorRT contract)."""
+    g = model.graph
+    producer, consumers = _index(g)
+    inits = {t.name: t for t in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    bad = []
+    qs = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    for n in qs:
+        if len(n.input) < 3 or not n.input[2]:
+            continue  # no zero point input = 0
+        zp = _const(n.input[2], inits, consts)
+        if zp is None or np.any(zp != 0):
+            bad.append(n.name)
+    parts = find_parts(model)
+    head = set(parts.head)
+    head_qdq = []
+    for n in g.node:
+        if n.name not in head:
+            continue
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            head_qdq.append(n.name)
+            continue
+        if any((p := producer.get(i)) is not None and p.op_type == "DequantizeLinear" for i in n.input):
+            head_qdq.append(n.name)
+    proj = next(n for n in g.node if n.name == parts.projection)
+    if any((p := producer.get(i)) is not None and p.op_type == "DequantizeLinear" for i in proj.input[1:]):
+        head_qdq.append(proj.name)  # the projection's weights must stay fp32 too
+    convs = sum(1 for n in g.node if n.op_type == "Conv" and len(n.input) > 1
+                and (p := producer.get(n.input[1])) is not None and p.op_type == "DequantizeLinear")
+    ops: dict[str, int] = {}
+    for n in g.node:
+        if n.name in head and n.op_type in HEAD_OPS:
+            ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    return QdqSummary(sum(n.op_type == "QuantizeLinear" for n in qs), sum(n.op_type == "DequantizeLinear" for n in qs),
+                      bad, head_qdq, convs, ops)
+
+
+def _const(name: str, inits, consts) -> np.ndarray | None:
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    if name in consts:
+        for a in consts[name].attribute:
+            if a.name == "value":
+                return numpy_helper.to_array(a.t)
+    return None
