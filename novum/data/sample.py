@@ -22,3 +22,4 @@ class Sample:
     mask: np.ndarray | None = None        # uint8 [H, W] object mask (1 = object), if known
     occluder: np.ndarray | None = None    # uint8 [H, W] occluder mask, if any
     name: str = ""
+    kp_weights: np.ndarray | None = None  # float32 [n_c] |cos(vertex normal, view direction)| (upstream), if known
