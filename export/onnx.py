@@ -64,7 +64,9 @@ class ExportGraph(nn.Module):
         from novum.model import preprocess_bgr
 
         c = self.config
-        x = preprocess_bgr(images, c.mean, c.std)
+        # Cast first: TensorRT takes uint8 only as network I/O feeding a Cast (not a Gather).
+        # uint8 -> float32 is exact, so this is NovumModel.preprocess to the bit.
+        x = preprocess_bgr(images.to(torch.float32), c.mean, c.std)
         f = self.backbone(x)
         head = match_dense if self.dense else match
         out = head(f, self.bank, c.n_list, c.max_n, None, c.stride)

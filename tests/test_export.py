@@ -77,6 +77,8 @@ def test_metadata_round_trip(small_model, small_exports):
         assert inp.name == "images" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
         dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
         assert dims[1:] == [128, 160, 3] and isinstance(dims[0], str)
+        # TensorRT takes a uint8 network input only into a Cast
+        assert {n.op_type for n in proto.graph.node if "images" in n.input} == {"Cast"}
 
 
 def test_head_never_materialises_full_matrix(small_model, tmp_path):
