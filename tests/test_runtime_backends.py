@@ -64,6 +64,7 @@ def test_single_frame_and_wrong_frames():
     b.close()
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider")
 def test_provider_comes_from_the_session_not_the_available_list(monkeypatch):
     import onnxruntime as ort
 

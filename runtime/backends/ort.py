@@ -26,12 +26,14 @@ PROVIDERS = {
 
 class OrtBackend(Backend):
     """``device``: auto (CUDA if the session gets it, else CPU) | cpu | cuda | tensorrt.
-    ``intra_op_threads`` / ``inter_op_threads``: ONNX Runtime thread pools (0 = its default)."""
+    ``intra_op_threads`` / ``inter_op_threads``: ONNX Runtime thread pools (0 = its default).
+    ``spin``: let idle pool threads busy-wait (ORT's default). Off here by default: in the
+    pipeline, spinning threads take the CPU that decoding and encoding need on a small machine."""
 
     kind = "onnxruntime"
 
     def __init__(self, path: str | Path, device: str = "auto", intra_op_threads: int = 0,
-                 inter_op_threads: int = 0, **_: object) -> None:
+                 inter_op_threads: int = 0, spin: bool = False, **_: object) -> None:
         super().__init__(path)
         import onnxruntime as ort
 
@@ -41,6 +43,8 @@ class OrtBackend(Backend):
         opts.intra_op_num_threads = int(intra_op_threads)
         opts.inter_op_num_threads = int(inter_op_threads)
         opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         available = ort.get_available_providers()
         wanted = PROVIDERS["cpu"] if device == "auto" and "CUDAExecutionProvider" not in available else \
             PROVIDERS["cuda" if device == "auto" else device]
