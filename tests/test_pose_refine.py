@@ -119,3 +119,13 @@ def test_load_refiner_native(tmp_path, small_model):
     torch.testing.assert_close(ref.class_features(2), small_model.volumes.class_features(2))
     with pytest.raises(InputError, match="unknown pose objective"):
         PoseRefiner(small_model, objective="bogus")
+
+
+def test_upstream_checkpoint_at_80x100(upstream_ckpt):
+    """An upstream .pth: the approximate class cuboids (~1100 vertices), D=128, 80x100 maps."""
+    ref = load_refiner(upstream_ckpt, iterations=40)
+    assert ref.size == (80, 100) and ref.focal == 375.0
+    gt = (2.5, 0.35, -0.15, 5.2)
+    res = ref.refine(ref.render(gt, 5), 5)
+    assert math.degrees(pose_error(res.pose, gt)) < 5.0
+    assert ref.cache_bytes() < 144 * 128 * 80 * 100 * 4 / 20     # vs upstream's pre-rendered feature maps
