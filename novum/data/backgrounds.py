@@ -37,7 +37,8 @@ def background(rng: np.random.Generator, h: int, w: int, clutter: bool | None = 
     """A float32 BGR background [H, W, 3] in 0..255."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     kind = rng.integers(4)
-    c0, c1 = rand_color(rng, sat=(0, 0.8), val=(0.1, 1.0)), rand_color(rng, sat=(0, 0.8), val=(0.1, 1.0))
+    c0 = rand_color(rng, sat=(0, 0.8), val=(0.1, 1.0)).astype(np.float32)
+    c1 = rand_color(rng, sat=(0, 0.8), val=(0.1, 1.0)).astype(np.float32)
     if kind == 0:  # linear gradient
         a = rng.uniform(0, 2 * np.pi)
         t = (np.cos(a) * (xx - w / 2) + np.sin(a) * (yy - h / 2)) / max(h, w) + 0.5
@@ -54,8 +55,7 @@ def background(rng: np.random.Generator, h: int, w: int, clutter: bool | None = 
     img = np.ascontiguousarray(np.clip(img, 0, 255), dtype=np.float32)
     if clutter if clutter is not None else rng.uniform() < 0.6:
         draw_clutter(img, rng, int(rng.integers(3, 15)))
-    img += rng.normal(0, rng.uniform(0, 6), img.shape).astype(np.float32)
-    return np.clip(img, 0, 255)
+    return img
 
 
 def draw_clutter(img: np.ndarray, rng: np.random.Generator, n: int) -> None:

@@ -30,41 +30,43 @@ class Compiled:
     part_centroid: np.ndarray  # [P, 3]
 
 
-def _newell(p: np.ndarray) -> np.ndarray:
-    q = np.roll(p, -1, 0)
-    n = np.array([np.sum((p[:, 1] - q[:, 1]) * (p[:, 2] + q[:, 2])),
-                  np.sum((p[:, 2] - q[:, 2]) * (p[:, 0] + q[:, 0])),
-                  np.sum((p[:, 0] - q[:, 0]) * (p[:, 1] + q[:, 1]))])
-    return n / max(np.linalg.norm(n), 1e-12)
-
-
 def compile_shape(shape: Shape) -> Compiled:
-    """Flatten the parts into arrays and orient every face normal outwards."""
-    verts, faces, part, decal, normal, centroid, color, pc = [], [], [], [], [], [], [], []
+    """Flatten the parts into arrays and orient every face normal outwards (vectorised Newell normals)."""
+    verts, faces, part, decal, color, pc = [], [], [], [], [], []
     base = 0
     for pi, p in enumerate(shape.parts):
-        centre = p.verts.mean(0)
-        pc.append(centre)
+        pc.append(p.verts.mean(0))
         verts.append(p.verts)
-        polys = [(np.asarray(f) + base, p.verts[f], p.color, False) for f in p.faces]
+        for f in p.faces:
+            faces.append(np.asarray(f, dtype=np.int64) + base)
+        part += [pi] * len(p.faces)
+        decal += [False] * len(p.faces)
+        color += [p.color] * len(p.faces)
         base += len(p.verts)
         for pts, col in p.decals:
             verts.append(pts)
-            polys.append((np.arange(base, base + len(pts)), pts, col, True))
-            base += len(pts)
-        for idx, pts, col, is_decal in polys:
-            n = _newell(pts)
-            c = pts.mean(0)
-            if np.dot(n, c - centre) < 0:
-                n = -n
-            faces.append(idx)
+            faces.append(np.arange(base, base + len(pts)))
             part.append(pi)
-            decal.append(is_decal)
-            normal.append(n)
-            centroid.append(c)
+            decal.append(True)
             color.append(col)
-    return Compiled(np.concatenate(verts), faces, np.asarray(part), np.asarray(decal), np.asarray(normal),
-                    np.asarray(centroid), np.asarray(color, dtype=np.float64), np.asarray(pc))
+            base += len(pts)
+    v = np.concatenate(verts)
+    counts = np.array([len(f) for f in faces])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    flat = np.concatenate(faces)
+    pos = np.arange(len(flat)) - np.repeat(starts, counts)
+    nxt = flat[np.repeat(starts, counts) + (pos + 1) % np.repeat(counts, counts)]
+    p, q = v[flat], v[nxt]
+    d, s = p - q, p + q
+    terms = np.stack([d[:, 1] * s[:, 2], d[:, 2] * s[:, 0], d[:, 0] * s[:, 1]], 1)
+    n = np.add.reduceat(terms, starts, axis=0)
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    centroid = np.add.reduceat(p, starts, axis=0) / counts[:, None]
+    part_arr = np.asarray(part)
+    pc_arr = np.asarray(pc)
+    flip = np.einsum("fk,fk->f", n, centroid - pc_arr[part_arr]) < 0
+    n[flip] *= -1
+    return Compiled(v, faces, part_arr, np.asarray(decal), n, centroid, np.asarray(color, dtype=np.float64), pc_arr)
 
 
 def render(model: Compiled, pose, focal: float, image_size: tuple[int, int], light: np.ndarray,

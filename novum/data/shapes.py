@@ -36,6 +36,10 @@ class Shape:
         return v.min(0), v.max(0)
 
 
+def _cross(a, b) -> np.ndarray:
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 HEXA_FACES = [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]]
 
 
@@ -54,9 +58,9 @@ def hexa(shape: Shape, bottom, top, color) -> Part:
 def _frame(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = axis / np.linalg.norm(axis)
     ref = np.array([0.0, 0.0, 1.0]) if abs(a[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    e1 = np.cross(a, ref)
+    e1 = _cross(a, ref)
     e1 /= np.linalg.norm(e1)
-    return e1, np.cross(a, e1)
+    return e1, _cross(a, e1)
 
 
 def beam(shape: Shape, p0, p1, width: float, color, depth: float | None = None) -> Part:
@@ -124,7 +128,7 @@ def decal_on_face(part: Part, face: int, u0: float, u1: float, v0: float, v1: fl
     def at(u, v):
         return (1 - u) * (1 - v) * c[0] + u * (1 - v) * c[1] + u * v * c[2] + (1 - u) * v * c[3]
     pts = np.array([at(u0, v0), at(u1, v0), at(u1, v1), at(u0, v1)])
-    n = np.cross(c[1] - c[0], c[3] - c[0])
+    n = _cross(c[1] - c[0], c[3] - c[0])
     n /= max(np.linalg.norm(n), 1e-12)
     if np.dot(n, c.mean(0) - part.verts.mean(0)) < 0:
         n = -n

@@ -137,7 +137,7 @@ class SyntheticDataset:
         rgb = rgb * texture(rng, h, w)
         bg = background(rng, h, w)
         img = bg * (1 - alpha[..., None]) + rgb
-        img += rng.normal(0, rng.uniform(0, 3), img.shape).astype(np.float32)
+        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0, 4))
         ann = annotate(self.mesh(label)[0], pose64, self.focal, (h, w))
         return Scene(label, pose, np.clip(img, 0, 255), alpha, ann)
 
