@@ -54,7 +54,7 @@ def quantize_int8(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | P
                   method: str = DEFAULT_METHOD, samples: int = DEFAULT_SAMPLES, seed: int = 0,
                   holdout: int = DEFAULT_HOLDOUT, threshold: float = DEFAULT_THRESHOLD,
                   allow_degraded: bool = False, gate: bool = True, cache: bool = True,
-                  include_projection: bool = False, log: Callable[[str], None] | None = print) -> Path:
+                  log: Callable[[str], None] | None = print) -> Path:
     """Write the INT8 Q/DQ model for ``fp32_onnx`` to ``out_path`` and return the path (see module doc).
 
     ``calib``: ``demo`` (= synthetic frames of the model's classes), a folder of images, a glob or a
@@ -62,8 +62,7 @@ def quantize_int8(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | P
     ``threshold`` and ``allow_degraded`` is false (nothing is written then).
     """
     res = quantize(fp32_onnx, out_path, calib=calib, method=method, samples=samples, seed=seed, holdout=holdout,
-                   threshold=threshold, allow_degraded=allow_degraded, gate=gate, cache=cache,
-                   include_projection=include_projection, log=log)
+                   threshold=threshold, allow_degraded=allow_degraded, gate=gate, cache=cache, log=log)
     assert res.path is not None
     return res.path
 
@@ -71,8 +70,7 @@ def quantize_int8(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | P
 def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path = "demo",
              method: str = DEFAULT_METHOD, samples: int = DEFAULT_SAMPLES, seed: int = 0,
              holdout: int = DEFAULT_HOLDOUT, threshold: float = DEFAULT_THRESHOLD, allow_degraded: bool = False,
-             gate: bool = True, cache: bool = True, include_projection: bool = False,
-             log: Callable[[str], None] | None = print) -> Int8Result:
+             gate: bool = True, cache: bool = True, log: Callable[[str], None] | None = print) -> Int8Result:
     """:func:`quantize_int8` returning the details (cache hit, Q/DQ summary, gate report)."""
     import onnx
 
@@ -87,6 +85,8 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
         raise InputError(f"--calib-method {method}: unknown; choose one of {', '.join(METHODS)}")
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"--int8-threshold {threshold}: must be a fraction in [0, 1], e.g. 0.99")
+    if gate and holdout < 1:
+        raise InputError(f"--calib-holdout {holdout}: the accuracy gate needs at least one held-out frame")
     meta = read_metadata(fp32_onnx)
     if meta.get("precision", "fp32") != "fp32":
         raise InputError(f"{fp32_onnx}: is a {meta['precision']} model; quantize the fp32 export")
@@ -105,7 +105,7 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
                          f"or lower --calib-samples")
 
     cpath = calib_cache.cache_path(out_path) if cache else None
-    recipe = f"{RECIPE_VERSION}:{','.join(OP_TYPES)}:proj={int(include_projection)}"
+    recipe = f"{RECIPE_VERSION}:{','.join(OP_TYPES)}"
     key = calib_cache.cache_key(onnx_sha256(fp32_onnx), calib_set.names, calib_set.sha256(), method, recipe)
     entry = calib_cache.load(cpath, key) if cpath is not None else None
 
@@ -115,7 +115,7 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
-        parts = find_parts(onnx.load(str(pre)), include_projection=include_projection)
+        parts = find_parts(onnx.load(str(pre)))
         ort_cache = tmp / "ranges.json"
         reader = None
         if entry is not None:

@@ -17,8 +17,7 @@ from onnx import numpy_helper
 
 from novum.errors import NovumError
 
-# Op types quantized inside the backbone. Conv carries the compute; quantizing the residual Add as
-# well keeps the int8 chains unbroken for ORT's QLinear* fusion and TensorRT's layer fusion.
+# Op types quantized inside the backbone: the convolutions carry the compute.
 OP_TYPES = ("Conv",)
 HEAD_OPS = ("MatMul", "ReduceMax", "ArgMax", "ReduceL2", "ReduceSum", "Div", "Gather", "GatherElements", "Equal", "Where")
 RECIPE_VERSION = "qdq-s8s8-perchannel-backbone-v1"
@@ -45,8 +44,7 @@ def _index(graph: onnx.GraphProto) -> tuple[dict[str, onnx.NodeProto], dict[str,
     return producer, consumers
 
 
-def find_parts(model: onnx.ModelProto, op_types: tuple[str, ...] = OP_TYPES,
-               include_projection: bool = False) -> GraphParts:
+def find_parts(model: onnx.ModelProto, op_types: tuple[str, ...] = OP_TYPES) -> GraphParts:
     """Split a novum graph into the backbone (to quantize) and the head (kept fp32)."""
     g = model.graph
     _ensure_names(g)
@@ -78,8 +76,6 @@ def find_parts(model: onnx.ModelProto, op_types: tuple[str, ...] = OP_TYPES,
                 down.append(n.name)
                 stack.extend(n.output)
     backbone = [n.name for n in g.node if n.name in up and n.op_type in op_types]
-    if include_projection:
-        backbone.append(proj.name)
     return GraphParts(backbone, proj.name, features, down)
 
 

@@ -25,6 +25,8 @@ def parser() -> argparse.ArgumentParser:
                    help="int8 activation-range method (default minmax)")
     p.add_argument("--calib-samples", type=int, default=64, help="int8 calibration frames (default 64)")
     p.add_argument("--calib-seed", type=int, default=0, help="seed that picks the calibration frames (default 0)")
+    p.add_argument("--calib-holdout", type=int, default=96,
+                   help="held-out frames (not calibration frames) for the int8 accuracy gate (default 96)")
     p.add_argument("--int8-threshold", type=float, default=0.99,
                    help="min top-1 agreement of int8 with fp32 on held-out frames (default 0.99)")
     p.add_argument("--allow-degraded", action="store_true",
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
         int8 = args.int8 or args.calib is not None
         int8_options = {"calib": args.calib or "demo", "method": args.calib_method, "samples": args.calib_samples,
-                        "seed": args.calib_seed, "threshold": args.int8_threshold,
+                        "seed": args.calib_seed, "holdout": args.calib_holdout, "threshold": args.int8_threshold,
                         "allow_degraded": args.allow_degraded} if int8 else None
 
         res = export(args.checkpoint, args.output_dir, fp16=args.fp16, int8=int8, batch=args.batch,

@@ -1,0 +1,156 @@
+"""INT8 (Q/DQ) quantization: the TensorRT contract, closeness to fp32 on ORT CPU, cache, gate, metadata."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from novum.calibration.quantize import quantize
+
+SIZE = (128, 160)
+HEAD_TYPES = {"MatMul", "ReduceMax", "ArgMax", "ReduceL2", "ReduceSum"}
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(tmp_path_factory, small_model):
+    from novum.export.onnx import export_onnx
+
+    return export_onnx(small_model, tmp_path_factory.mktemp("int8") / "small.onnx", features=True)
+
+
+@pytest.fixture(scope="module")
+def int8(fp32_onnx):
+    return quantize(fp32_onnx, fp32_onnx.parent / "small_int8.onnx", samples=8, holdout=12, threshold=0.0, log=None)
+
+
+def _zero_point(name: str, graph: onnx.GraphProto) -> np.ndarray:
+    for t in graph.initializer:
+        if t.name == name:
+            return numpy_helper.to_array(t)
+    for n in graph.node:
+        if n.op_type == "Constant" and n.output[0] == name:
+            return numpy_helper.to_array(n.attribute[0].t)
+    raise AssertionError(f"zero point {name} is neither an initializer nor a Constant")
+
+
+def test_qdq_zero_points_are_zero_and_head_stays_fp32(int8):
+    m = onnx.load(str(int8.path))
+    g = m.graph
+    qdq = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 20
+    for n in qdq:  # TensorRT: "zero point must be 0"
+        assert len(n.input) == 3 and np.all(_zero_point(n.input[2], g) == 0), n.name
+        if n.op_type == "QuantizeLinear":
+            assert _zero_point(n.input[2], g).dtype == np.int8
+    producer = {o: n for n in g.node for o in n.output}
+    # the head reads no dequantized tensor and no Q/DQ node lies downstream of the L2 normalisation
+    head_nodes = [n for n in g.node if n.op_type in HEAD_TYPES]
+    assert {n.op_type for n in head_nodes} == HEAD_TYPES
+    for n in head_nodes:
+        assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in n.input), n.name
+    norm = next(n for n in g.node if n.op_type == "ReduceL2")
+    downstream, frontier = set(), [norm.input[0]]
+    while frontier:
+        t = frontier.pop()
+        for n in g.node:
+            if t in n.input and n.name not in downstream:
+                downstream.add(n.name)
+                frontier.extend(n.output)
+    assert not [n.name for n in qdq if n.name in downstream]
+    proj = producer[norm.input[0]]  # the feature projection keeps fp32 weights
+    assert proj.op_type == "Conv" and all(producer.get(i) is None for i in proj.input[1:])
+    # every backbone convolution is quantized (weights through DequantizeLinear, int8 per channel)
+    convs = [n for n in g.node if n.op_type == "Conv" and n is not proj]
+    assert convs and all(producer[n.input[1]].op_type == "DequantizeLinear" for n in convs)
+    assert int8.summary.ok and int8.summary.quantized_convs == len(convs)
+
+
+def test_inspect_qdq_catches_violations(int8):
+    from novum.calibration.recipe import inspect_qdq
+
+    m = onnx.load(str(int8.path))
+    dq = next(n for n in m.graph.node if n.op_type == "DequantizeLinear")
+    zp = next(t for t in m.graph.initializer if t.name == dq.input[2])
+    arr = numpy_helper.to_array(zp).copy()
+    arr.flat[0] = 3
+    zp.CopyFrom(numpy_helper.from_array(arr, zp.name))
+    act = next(n for n in m.graph.node if n.op_type == "QuantizeLinear")  # per-tensor activation scale / zero point
+    mm = next(n for n in m.graph.node if n.op_type == "MatMul")
+    x = mm.input[1]  # the features: now through a Q/DQ pair
+    m.graph.node.extend([onnx.helper.make_node("QuantizeLinear", [x, *act.input[1:]], ["x_q"], name="bad_q"),
+                         onnx.helper.make_node("DequantizeLinear", ["x_q", *act.input[1:]], ["x_dq"], name="bad_dq")])
+    mm.input[1] = "x_dq"
+    s = inspect_qdq(m)
+    assert dq.name in s.nonzero_zero_points and {mm.name, "bad_q", "bad_dq"} <= set(s.head_qdq) and not s.ok
+
+
+def test_int8_runs_on_ort_cpu_close_to_fp32(fp32_onnx, int8):
+    """Stated tolerance (random-weight small model, structured frames): per-pixel feature cosine
+    mean >= 0.97 and min >= 0.85; winning similarity (vertex_score, in [0, 1]) mean abs error <= 0.02."""
+    from factories import structured_frames
+    from novum.export.verify import run_onnx
+
+    frames = structured_frames(6, *SIZE, seed=5)
+    a, b = run_onnx(fp32_onnx, frames), run_onnx(int8.path, frames)
+    assert b["scores"].shape == a["scores"].shape and np.isfinite(b["scores"]).all()
+    cos = (a["features"] * b["features"]).sum(1)
+    assert cos.mean() >= 0.97 and cos.min() >= 0.85, (cos.mean(), cos.min())
+    assert np.abs(a["vertex_score"] - b["vertex_score"]).mean() <= 0.02
+    assert not np.array_equal(a["features"], b["features"])  # it really is a different (quantized) graph
+
+
+def test_metadata_records_the_calibration(int8):
+    from novum.export.onnx import read_metadata
+
+    meta = read_metadata(int8.path)
+    assert meta["precision"] == "int8" and meta["calib_method"] == "minmax"
+    assert json.loads(meta["calib_samples"]) == int8.calib.names and len(int8.calib.names) == 8
+    assert meta["calib_count"] == "8" and meta["calib_seed"] == "0" and meta["calib_kind"] == "synthetic"
+    gate = json.loads(meta["int8_gate"])
+    assert gate["frames"] == 12 and gate["agreement"] == pytest.approx(int8.gate.agreement)
+    assert meta["config"].input_size == SIZE  # the fp32 metadata travels along
+
+
+def test_cache_reused_then_invalidated_when_data_change(fp32_onnx, tmp_path):
+    from factories import structured_frames
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    imgs = structured_frames(6, 120, 150, seed=7)
+    for i, img in enumerate(imgs):
+        cv2.imwrite(str(folder / f"f{i}.png"), img)
+    out = tmp_path / "m_int8.onnx"
+    kw = dict(calib=folder, samples=4, gate=False, log=None)
+    first = quantize(fp32_onnx, out, **kw)
+    assert first.calibrated and first.cache_path.is_file()
+    data = out.read_bytes()
+    again = quantize(fp32_onnx, out, **kw)
+    assert not again.calibrated and out.read_bytes() == data  # ranges from the cache: same model
+    other = quantize(fp32_onnx, out, method="percentile", **kw)
+    assert other.calibrated
+    quantize(fp32_onnx, out, **kw)
+    for name in first.calib.names:  # same file names, new pixels
+        cv2.imwrite(str(folder / name), 255 - cv2.imread(str(folder / name)))
+    changed = quantize(fp32_onnx, out, **kw)
+    assert changed.calibrated and changed.calib.names == first.calib.names
+
+
+def test_cli_gate_fails_loudly_then_allow_degraded(small_model, tmp_path, capsys):
+    from novum.checkpoint import save_native
+    from novum.export.cli import main
+
+    ckpt = save_native(small_model, tmp_path / "small.safetensors")
+    args = ["--checkpoint", str(ckpt), "--output-dir", str(tmp_path / "out"), "--calib", "demo",
+            "--calib-samples", "6", "--calib-holdout", "12", "--int8-threshold", "1.0", "--no-engine"]
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and err[0].startswith("error: INT8 top-1 agreement") and "--allow-degraded" in err[0]
+    assert not (tmp_path / "out" / "small_int8.onnx").exists()  # nothing degraded left behind
+    rc = main(args + ["--allow-degraded"])
+    cap = capsys.readouterr()
+    assert rc == 0 and "WARNING: INT8 AGREES" in cap.out and "calibration skipped" in cap.out
+    assert (tmp_path / "out" / "small_int8.onnx").is_file()
