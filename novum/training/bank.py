@@ -24,7 +24,7 @@ def class_sums(kp_features: Tensor, labels: Tensor, num_classes: int) -> tuple[T
 @torch.no_grad()
 def momentum_update(bank: Tensor, sums: Tensor, counts: Tensor, momentum: float = 0.9) -> None:
     """``bank_c = momentum*bank_c + (1-momentum)*mean_c`` for every class c present (mean over its
-    images, upstream's divisor), then every row L2-renormalised. In place on ``bank`` [C*max_n, D].
+    images, upstream's divisor), then its rows L2-renormalised. In place on ``bank`` [C*max_n, D].
 
     Rows of a vertex seen in none of the class's images (and padding rows) are only rescaled before
     renormalisation, so they keep their direction; absent classes are untouched.
@@ -35,8 +35,7 @@ def momentum_update(bank: Tensor, sums: Tensor, counts: Tensor, momentum: float 
     if not bool(present.any()):
         return
     mean = sums[present] / counts[present][:, None, None]
-    view[present] = momentum * view[present] + (1.0 - momentum) * mean
-    bank.copy_(torch.nn.functional.normalize(bank, dim=1))
+    view[present] = torch.nn.functional.normalize(momentum * view[present] + (1.0 - momentum) * mean, dim=2)
 
 
 @torch.no_grad()
