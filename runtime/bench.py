@@ -171,7 +171,7 @@ def bench(model: str | Path | None = None, source: str | None = None, *, frames:
         files[("onnxruntime", "fp16")] = convert_fp16(onnx32, work / f"{ckpt.stem}_fp16.onnx")
     except Exception as e:  # noqa: BLE001 - shown in the table
         files[("onnxruntime", "fp16")] = f"failed: {_short(e)}"
-    files[("onnxruntime", "int8")] = _int8(onnx32, work / f"{ckpt.stem}_int8.onnx")
+    files[("onnxruntime", "int8")] = _int8(onnx32, work / f"{ckpt.stem}_int8.onnx", log)
     from novum.export.tensorrt import EngineOptions, build_engine, engine_unavailable_reason
 
     why = engine_unavailable_reason()
@@ -221,7 +221,9 @@ def bench(model: str | Path | None = None, source: str | None = None, *, frames:
     return rows, info
 
 
-def _int8(src: Path, dst: Path) -> Path | str:
+def _int8(src: Path, dst: Path, log: Callable[[str], None]) -> Path | str:
+    """INT8 Q/DQ via novum.calibration (synthetic calibration frames). Its accuracy gate is relaxed
+    here: the table's top-1 column reports the agreement instead of hiding the row."""
     import importlib.util
 
     if importlib.util.find_spec("novum.calibration.quantize") is None:
@@ -229,7 +231,7 @@ def _int8(src: Path, dst: Path) -> Path | str:
     try:
         from novum.calibration.quantize import quantize_int8
 
-        return Path(quantize_int8(src, dst))
+        return Path(quantize_int8(src, dst, allow_degraded=True, log=log))
     except Exception as e:  # noqa: BLE001
         return f"failed: {_short(e)}"
 
