@@ -119,10 +119,18 @@ def test_corrupt_or_foreign_model_files(tmp_path):
     assert "not a novum export" in one_line(e)
 
 
-def test_classification_imports_no_torch(tmp_path):
+def test_classification_imports_no_torch(tmp_path, monkeypatch):
+    from fakes import install
+    from novum.export.tensorrt import EngineOptions, build_engine
+
+    trt, drv = install(monkeypatch)   # an engine (fake TensorRT) to load without torch too
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    engine = build_engine(small_onnx(), tmp_path / "m.engine", trt=trt, gpu=(drv.DEVICE_NAME, drv.COMPUTE_CAPABILITY),
+                          options=EngineOptions(max_batch=2), log=lambda s: None)
     video = write_video(tmp_path / "v.avi", frames(4, 120, 200, seed=3))
     code = textwrap.dedent(f"""
         import sys, json
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
         import novum.runtime, novum.runtime.backends, novum.runtime.cli
         from novum.runtime.backends import load
         from novum.runtime.run import run
@@ -133,6 +141,11 @@ def test_classification_imports_no_torch(tmp_path):
         s = run({str(video)!r}, {str(small_onnx())!r}, show=False, quiet=True, jsonl=Path({str(tmp_path / 'o.jsonl')!r}),
                 save=Path({str(tmp_path / 'o.mp4')!r}))
         assert s.frames == 4, s.frames
+        from fakes import fake_pycuda, fake_tensorrt
+        from fakes.fake_pycuda import driver
+        sys.modules.update({{"tensorrt": fake_tensorrt, "pycuda": fake_pycuda, "pycuda.driver": driver}})
+        e = load({str(engine)!r}).infer(np.zeros((2, {H}, {W}, 3), np.uint8))
+        assert e["scores"].shape == (2, 12)
         print(json.dumps({{"torch": "torch" in sys.modules, "scores": out["scores"].shape}}))
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
