@@ -226,3 +226,24 @@ def test_a_failing_backend_ends_the_run_with_valid_outputs(video, tmp_path, monk
         run(str(video), small_onnx(), show=False, quiet=True, save=tmp_path / "o.mp4", jsonl=tmp_path / "o.jsonl")
     recs = records(tmp_path / "o.jsonl")
     assert len(recs) == 3 == len(read_video(tmp_path / "o.mp4"))
+
+
+def test_window_keys_quit_pause_and_pose(video, tmp_path, monkeypatch):
+    """The window path with OpenCV's GUI calls stubbed (no display here): space pauses, p asks for
+    a pose, q quits; the outputs are closed as after any end."""
+    import cv2
+
+    from novum.runtime.pipeline import Pipeline, RunOptions
+
+    shown, keys = [], iter([-1, ord(" "), -1, -1, ord(" "), ord("p"), -1, ord("q")] + [-1] * 100)
+    requested = []
+    monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.shape))
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys))
+    monkeypatch.setattr(cv2, "getWindowProperty", lambda name, prop: 1.0)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    monkeypatch.setattr(Pipeline, "_request_pose", lambda self: requested.append(len(shown)))
+    with load(small_onnx(), intra_op_threads=1) as b, open_source(video) as src:
+        s = Pipeline(b, src, RunOptions(show=True, jsonl=tmp_path / "o.jsonl")).run()
+    assert requested == [3]                  # p on the third frame (the second one waited out the pause)
+    assert s.frames == 5 == len(shown) == len(records(tmp_path / "o.jsonl")) and not s.interrupted
+    assert s.stream_error is None            # quitting is not a broken stream
