@@ -206,7 +206,7 @@ def bus(rng, hx, hy, hz) -> Shape:
     s = Shape()
     col = rand_color(rng, sat=(0.3, 1.0), val=(0.5, 1.0))
     r = hz * rng.uniform(0.22, 0.3)
-    zb = -hz + r * 0.7
+    zb = -hz + r * 0.3
     body = box(s, (-hx * 0.95, -hy, zb), (hx * 0.95, hy, hz), col)
     g = glass(rng)
     decks = 2 if rng.uniform() < 0.3 else 1
@@ -386,7 +386,7 @@ def train(rng, hx, hy, hz) -> Shape:
     ncar = int(rng.integers(2, 4))
     gap = 0.02
     length = (2 * hy - gap * (ncar - 1)) / ncar
-    zb = -hz + hz * rng.uniform(0.25, 0.35)
+    zb = -hz + hz * rng.uniform(0.12, 0.2)
     nose = length * rng.uniform(0.12, 0.25)
     roof = rng.uniform(0.75, 0.9)
     for c in range(ncar):
