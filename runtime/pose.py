@@ -32,6 +32,13 @@ class PoseWorker:
         # loaded here, on the calling thread: torch's lazy first-use initialisation is not thread-safe
         # (a refiner first built on the worker thread failed with "'prims' object has no attribute ...")
         self.refiner = load_refiner(checkpoint)
+        rc = getattr(self.refiner, "config", None)
+        if rc is not None and (tuple(rc.classes) != tuple(self.config.classes)
+                               or tuple(rc.feature_size) != tuple(self.config.feature_size)):
+            raise NovumError(f"{Path(checkpoint).name}: the pose model ({len(rc.classes)} classes, features "
+                             f"{rc.feature_size[0]}x{rc.feature_size[1]}) does not match the classifier "
+                             f"({len(self.config.classes)} classes, {self.config.feature_size[0]}x"
+                             f"{self.config.feature_size[1]}); pass the checkpoint the model was exported from")
         self.requested = False
         self.latest: tuple[int, int, Any] | None = None   # (frame index, class index, PoseResult)
         self._new = False

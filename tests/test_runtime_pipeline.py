@@ -247,3 +247,15 @@ def test_window_keys_quit_pause_and_pose(video, tmp_path, monkeypatch):
     assert requested == [3]                  # p on the third frame (the second one waited out the pause)
     assert s.frames == 5 == len(shown) == len(records(tmp_path / "o.jsonl")) and not s.interrupted
     assert s.stream_error is None            # quitting is not a broken stream
+
+
+def test_pose_model_that_does_not_match_the_classifier(video, tmp_path):
+    from factories import make_small_model
+
+    from novum.checkpoint import save_native
+    from novum.errors import NovumError
+
+    other = save_native(make_small_model(1, classes=("car", "bus")), tmp_path / "two.safetensors")
+    with pytest.raises(NovumError) as e:
+        run(str(video), small_onnx(), show=False, quiet=True, pose_every=5, pose_model=other)
+    assert "\n" not in str(e.value) and "does not match the classifier" in str(e.value)
