@@ -99,6 +99,23 @@ def test_parts_overlay_colours_the_crop(video, tmp_path):
     assert (diff[100:, :] > 30).mean() > 0.05                     # below the text box: coloured parts
 
 
+def test_demo_source(tmp_path):
+    from novum.bundled import DEMO_CLIP
+
+    if not DEMO_CLIP.is_file():
+        pytest.skip("the bundled demo clip is not committed yet")
+    s = run("demo", small_onnx(), show=False, quiet=True, max_frames=5, jsonl=tmp_path / "o.jsonl",
+            save=tmp_path / "o.mp4")
+    assert s.frames == 5
+    with open_source("demo") as src:
+        assert src.expected_frames and src.expected_frames > 5 and src.fps
+        first = next(iter(src)).image
+    assert read_video(tmp_path / "o.mp4")[0].shape == first.shape
+    with load(small_onnx(), intra_op_threads=1) as b:
+        ref = b.infer(Framer(b.input_size)(first)[0][None])
+    assert records(tmp_path / "o.jsonl")[0]["topk"][0]["score"] == pytest.approx(float(ref["scores"][0].max()), abs=1e-6)
+
+
 def test_demo_source_with_the_bundled_model(tmp_path, monkeypatch):
     from novum.bundled import DEMO_CLIP, DEMO_MODEL
 
