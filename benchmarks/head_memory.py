@@ -1,12 +1,17 @@
 """Peak memory of the block-wise matching head vs a one-matrix head, in torch and ONNX Runtime.
 
 Upstream size: 640x800 input -> 80x100 feature pixels, bank 12*1130 rows x 128. Every measurement
-runs in its own subprocess (fresh allocator): "extra" = peak RSS (``ru_maxrss``) during the work
-minus the RSS just before it (inputs / session already in memory). ORT: default session options
+runs in its own subprocess (fresh allocator): "extra" = peak RSS during the call (VmHWM, reset
+just before it via /proc/self/clear_refs) minus the RSS just before it (inputs / session loaded). ORT: default session options
 (memory arena and memory-pattern planning on), one intra-op thread, batch ``--batch``.
 
     python benchmarks/head_memory.py            # torch heads + ORT exports (exports ~1 min each)
     python benchmarks/head_memory.py --torch-only
+    python benchmarks/head_memory.py --models /tmp/head_models   # keep the exports for re-runs
+
+"default arena": ORT's defaults (the CPU arena grows in large chunks, so its RSS is a coarse
+bound); "arena off": ``enable_cpu_mem_arena=False, enable_mem_pattern=False`` (RSS then follows
+the tensors that are live).
 """
 from __future__ import annotations
 
@@ -29,7 +34,24 @@ def rss() -> int:
 
 
 def peak() -> int:
+    """Peak RSS since the last :func:`reset_peak` (VmHWM), else since start (ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak() -> None:
+    """Reset the peak-RSS mark (Linux >= 4.0), so loading / session creation peaks do not count."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def child_torch(head: str, batch: int) -> dict:
@@ -46,6 +68,7 @@ def child_torch(head: str, batch: int) -> dict:
     fn = match if head == "block" else match_dense
     with torch.no_grad():
         fn(f[:, :, :8, :8], bank, PASCAL3D_N_LIST, 1130)  # warm up kernels
+        reset_peak()
         before = rss()
         t0 = time.perf_counter()
         out = fn(f, bank, PASCAL3D_N_LIST, 1130)
@@ -53,16 +76,20 @@ def child_torch(head: str, batch: int) -> dict:
     return {"before": before, "peak": peak(), "seconds": dt, "top1": out.scores.argmax(1).tolist()}
 
 
-def child_ort(path: str, batch: int) -> dict:
+def child_ort(path: str, batch: int, arena: bool = True) -> dict:
     import numpy as np
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
+    if not arena:  # plain malloc per tensor: RSS then follows what is live, not arena chunk growth
+        so.enable_cpu_mem_arena = False
+        so.enable_mem_pattern = False
     start = rss()
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     shape = sess.get_inputs()[0].shape
     x = np.random.default_rng(0).integers(0, 256, (batch, *shape[1:]), dtype=np.uint8)
+    reset_peak()
     before = rss()
     t0 = time.perf_counter()
     out = sess.run(None, {"images": x})
@@ -99,11 +126,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--torch-only", action="store_true")
+    ap.add_argument("--models", help="folder to keep (and reuse) the two 640x800 exports in")
     ap.add_argument("--child", nargs="+")
     a = ap.parse_args()
     if a.child:
         kind, arg = a.child
-        res = child_torch(arg, a.batch) if kind == "torch" else child_ort(arg, a.batch)
+        res = child_torch(arg, a.batch) if kind == "torch" else child_ort(arg, a.batch, kind == "ort")
         print(json.dumps(res))
         return
 
@@ -121,13 +149,20 @@ def main() -> None:
                      f"{r['seconds']:.2f} | {block_matrix if head == 'block' else dense_matrix:.0f} |")
     if not a.torch_only:
         with tempfile.TemporaryDirectory() as d:
-            for head, path in export_pair(Path(d)).items():
-                r = run_child("ort", str(path))
-                top[("ort", head)] = r["top1"]
-                lines.append(f"| ONNX Runtime (full 640x800 export) | {head} | {(r['peak'] - r['before']) / MIB:.0f} | "
-                             f"{r['peak'] / MIB:.0f} | {r['seconds']:.2f} | "
-                             f"{block_matrix if head == 'block' else dense_matrix:.0f} |")
-    lines += ["", "extra peak = peak RSS during the call minus RSS just before it (inputs, weights and session loaded).",
+            models = Path(a.models or d)
+            paths = {h: models / f"upstream_{h}.onnx" for h in ("block", "dense")}
+            if not all(p.is_file() for p in paths.values()):
+                models.mkdir(parents=True, exist_ok=True)
+                paths = export_pair(models)
+            for mode, label in (("ort", "default arena"), ("ort-noarena", "arena off")):
+                for head, path in paths.items():
+                    r = run_child(mode, str(path))
+                    top[(mode, head)] = r["top1"]
+                    lines.append(f"| ONNX Runtime, {label} (640x800 export) | {head} | "
+                                 f"{(r['peak'] - r['before']) / MIB:.0f} | {r['peak'] / MIB:.0f} | {r['seconds']:.2f} | "
+                                 f"{block_matrix if head == 'block' else dense_matrix:.0f} |")
+    lines += ["", "extra peak = peak RSS during the call (peak mark reset first) minus RSS just before it "
+                  "(inputs, weights and session loaded); whole-process peak = that peak.",
               f"top-1 per run (must agree between heads): {({f'{k[0]}/{k[1]}': v for k, v in top.items()})}"]
     print("\n".join(lines))
 
