@@ -5,7 +5,8 @@
 1. calibration frames (:mod:`novum.calibration.readers`: synthetic / folder / video, framed as
    the runtime frames them) and, apart from them, held-out frames for the gate;
 2. ``quant_pre_process`` then ONNX Runtime ``quantize_static`` in QDQ format, symmetric int8
-   activations and per-channel weights, on the backbone only (:mod:`novum.calibration.recipe`);
+   activations and per-channel weights, on the backbone only, and one Q/DQ pair per consumer
+   (:mod:`novum.calibration.recipe`);
    the activation ranges come from the calibration cache when model, frames and method are
    unchanged (:mod:`novum.calibration.cache`);
 3. graph checks: every zero point is 0 and the head has no Q/DQ;
@@ -27,8 +28,8 @@ from typing import Callable, Iterator
 from novum.calibration import cache as calib_cache
 from novum.calibration.gate import DEFAULT_THRESHOLD, AccuracyGateError, GateReport, compare_models
 from novum.calibration.readers import FrameSet, OrtCalibrationReader, calibration_frames
-from novum.calibration.recipe import OP_TYPES, RECIPE_VERSION, QdqSummary, QuantizeError, find_parts, \
-    inspect_qdq
+from novum.calibration.recipe import OP_TYPES, RECIPE_VERSION, QdqSummary, QuantizeError, dedicate_qdq, \
+    find_parts, inspect_qdq
 from novum.errors import InputError
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -133,6 +134,7 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
             say(f"calibrated in {timings['quantize']:.1f}s; ranges cached in {cpath}")
 
         proto = load_onnx(tmp / "q.onnx")
+        dedicate_qdq(proto)
         summary = inspect_qdq(proto)
         if summary.nonzero_zero_points:
             raise QuantizeError(f"{len(summary.nonzero_zero_points)} Q/DQ nodes have non-zero zero points "

@@ -20,7 +20,7 @@ from novum.errors import NovumError
 # Op types quantized inside the backbone: the convolutions carry the compute.
 OP_TYPES = ("Conv",)
 HEAD_OPS = ("MatMul", "ReduceMax", "ArgMax", "ReduceL2", "ReduceSum", "Div", "Gather", "GatherElements", "Equal", "Where")
-RECIPE_VERSION = "qdq-s8s8-perchannel-backbone-v1"
+RECIPE_VERSION = "qdq-s8s8-perchannel-backbone-v2"
 
 
 class QuantizeError(NovumError):
@@ -88,6 +88,52 @@ def _ensure_names(g: onnx.GraphProto) -> None:
                 name += "_"
             n.name = name
             used.add(name)
+
+
+def dedicate_qdq(model: onnx.ModelProto) -> int:
+    """Give every consumer of a shared activation Q -> DQ pair its own pair (same scale and zero point).
+
+    ONNX Runtime's x86 CPU path fuses DQ -> Conv -> Q into QLinearConv only after turning the int8
+    Q/DQ pair in front of it into uint8, which it does only for a Q with a single DQ consumer; the
+    quantizer shares one pair between a block's convolutions and its residual Add. Copies get their
+    own scale / zero-point initializers, else ONNX Runtime's constant sharing and common
+    subexpression elimination merge them back. Values are unchanged; TensorRT sees the same
+    quantization. Returns the number of pairs added.
+    """
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    producer, consumers = _index(g)
+    nodes: list[onnx.NodeProto] = []
+    extra: list[onnx.TensorProto] = []
+    made = 0
+    for dq in list(g.node):
+        nodes.append(dq)
+        q = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or len(q.input) < 3 or q.input[1] not in inits \
+                or q.input[2] not in inits:
+            continue
+        for k, user in enumerate(consumers.get(dq.output[0], [])[1:], 1):
+            names = []
+            for src in (q.input[1], q.input[2]):
+                t = onnx.TensorProto()
+                t.CopyFrom(inits[src])
+                t.name = f"{src}_c{k}"
+                extra.append(t)
+                names.append(t.name)
+            q2 = onnx.helper.make_node("QuantizeLinear", [q.input[0], *names], [f"{q.output[0]}_c{k}"], name=f"{q.name}_c{k}")
+            d2 = onnx.helper.make_node("DequantizeLinear", [q2.output[0], *names], [f"{dq.output[0]}_c{k}"],
+                                       name=f"{dq.name}_c{k}")
+            q2.attribute.extend(q.attribute)
+            d2.attribute.extend(dq.attribute)
+            nodes += [q2, d2]
+            for j, name in enumerate(user.input):
+                if name == dq.output[0]:
+                    user.input[j] = d2.output[0]
+            made += 1
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(extra)
+    return made
 
 
 @dataclass

@@ -154,3 +154,15 @@ def test_cli_gate_fails_loudly_then_allow_degraded(small_model, tmp_path, capsys
     cap = capsys.readouterr()
     assert rc == 0 and "WARNING: INT8 AGREES" in cap.out and "calibration skipped" in cap.out
     assert (tmp_path / "out" / "small_int8.onnx").is_file()
+
+
+def test_ort_cpu_fuses_every_quantized_conv(int8, tmp_path):
+    """One Q/DQ pair per consumer lets ONNX Runtime turn every DQ -> Conv -> Q into QLinearConv."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(int8.path), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+    assert ops.count("QLinearConv") == int8.summary.quantized_convs
