@@ -90,7 +90,8 @@ class Pipeline:
         self.classes = backend.classes
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
-        self.q_in: queue.Queue = queue.Queue(self.opts.queue_size)
+        # live sources keep one frame in flight (the newest); files a couple, so decoding runs ahead
+        self.q_in: queue.Queue = queue.Queue(1 if source.live else self.opts.queue_size)
         self.q_out: queue.Queue = queue.Queue(self.opts.queue_size)
         self.blend_parts = None
         if self.opts.parts:
@@ -125,6 +126,18 @@ class Pipeline:
                     except queue.Empty:
                         pass
 
+    def _replace_newest(self, item: _Item) -> None:
+        while True:
+            try:
+                self.q_in.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self.q_in.get_nowait()
+                    self.source.dropped += 1
+                except queue.Empty:
+                    pass
+
     def _capture(self) -> None:
         n = 0
         try:
@@ -132,7 +145,10 @@ class Pipeline:
                 if self.stop.is_set() or (self.opts.max_frames is not None and n >= self.opts.max_frames):
                     break
                 image, crop = self.framer(f.image)
-                if not self._put(self.q_in, _Item(f, image, crop, time.perf_counter())):
+                item = _Item(f, image, crop, time.perf_counter())
+                if self.source.live and not self.source.keep_all:
+                    self._replace_newest(item)      # a waiting live frame is stale: swap it for this one
+                elif not self._put(self.q_in, item):
                     break
                 n += 1
         except BaseException as e:  # noqa: BLE001 - handed to the calling thread
