@@ -267,7 +267,8 @@ def write(rows: list[Row], info: dict[str, Any], out: str | Path) -> tuple[Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="novum-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="novum-bench", description=__doc__.replace("``", ""),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="native checkpoint (.safetensors / upstream .pth); default: the bundled demo model")
     p.add_argument("--source", help="video for agreement and the pipeline run (default: the demo clip, else rendered frames)")
     p.add_argument("--frames", type=int, default=32, help="frames for agreement and for the pipeline run")

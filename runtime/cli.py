@@ -18,7 +18,8 @@ from novum.cli_util import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="novum-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="novum-run", description=__doc__.replace("``", "").replace("::", ":"),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model.engine/.plan (TensorRT), .onnx (ONNX Runtime) or .safetensors/.pth "
                                    "(exported to ONNX once and cached; default: the bundled demo model)")
     p.add_argument("--source", default="demo", help="camera index, /dev/videoN, video, image, folder, glob, "
