@@ -156,7 +156,7 @@ class SyntheticDataset:
         occ = None
         if c.occlusion:
             rng = np.random.default_rng(self._seed(label, j, 1000 + list(LEVELS).index(c.occlusion)))
-            img, occ, _ = occlude(img, mask.astype(bool), c.occlusion, rng)
+            img, occ, _ = occlude(img, mask.astype(bool), c.occlusion, rng, exclude=self.classes[label])
         img = np.round(img).astype(np.uint8)
         if c.corruption:
             rng = np.random.default_rng(self._seed(label, j, 2000 + 10 * CORRUPTIONS.index(c.corruption) + int(c.severity)))
