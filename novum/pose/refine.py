@@ -120,6 +120,9 @@ class PoseRefiner:
         self.grid = init_grid(config.distance)
         self._renderers: dict[int, MeshRenderer] = {}
         self._grids: dict[int, _GridCache] = {}
+        # torch.optim imports torch._dynamo on first use (~2 s, and not safe to race with other imports
+        # on a worker thread): pay it here, on the constructing thread
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=self.lr).zero_grad()
         with torch.no_grad():
             clutter_rows = volumes.clutter.detach().float()
             self.mean_clutter = torch.nn.functional.normalize(clutter_rows.mean(0), dim=0).to(self.device)
