@@ -39,7 +39,7 @@ class GateReport:
         acc = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
         drop = "-" if self.acc_fp32 is None else f"{100 * (self.acc_fp32 - self.acc_int8):+.1f} pts"
         return "\n".join([
-            f"INT8 accuracy gate on {self.frames} held-out frames ({self.source}):",
+            f"INT8 accuracy gate on {self.source}:",
             "| top-1 agreement int8 vs fp32 | threshold | accuracy fp32 | accuracy int8 | drop | max score err | same vertex |",
             "|---:|---:|---:|---:|---:|---:|---:|",
             f"| {100 * self.agreement:.1f}% | {100 * self.threshold:.1f}% | {acc(self.acc_fp32)} | {acc(self.acc_int8)} | "

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import time
@@ -99,8 +100,8 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
     t = time.perf_counter()
     calib_set, held = calibration_frames(calib, config, samples, seed, holdout if gate else 0)
     timings["frames"] = time.perf_counter() - t
-    say(f"calibration: {calib_set.source}, {len(calib_set)} frames (seed {seed}, method {method})"
-        + (f"; held-out: {held.source}, {len(held)} frames" if held is not None else ""))
+    say(f"int8 calibration: {calib_set.source} (seed {seed}, method {method})"
+        + (f"; accuracy gate on {held.source}" if held is not None else ""))
     if gate and held is None:
         raise InputError(f"--calib {calib}: no frames left for the held-out accuracy gate; pass more data "
                          f"or lower --calib-samples")
@@ -194,11 +195,13 @@ def _quantize_static(pre: Path, out: Path, reader, method: str, nodes: list[str]
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """ONNX Runtime's quantization tools log advice through the root logger; keep the CLI output ours."""
+    """ONNX Runtime's quantization tools log advice through the root logger and print histogram
+    statistics to stdout; keep the CLI output ours."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)

@@ -132,7 +132,8 @@ def synthetic_frames(config: ModelConfig, n: int, seed: int = 0, split: str = "t
     H, W = config.input_size
     arr = np.stack(frames) if frames else np.zeros((0, H, W, 3), np.uint8)
     tag = f", occlusion {occlusion}" if occlusion else ""
-    return FrameSet(arr, names, f"synthetic {split} split{tag}", seed, np.asarray(labels, np.int64), "synthetic")
+    return FrameSet(arr, names, f"{len(names)} synthetic {split}-split frames{tag}", seed, np.asarray(labels, np.int64),
+                    "synthetic")
 
 
 def folder_frames(folder: str | Path, input_size: tuple[int, int], n: int, seed: int = 0,
