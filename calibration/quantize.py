@@ -36,7 +36,7 @@ from novum.errors import InputError
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_METHOD = "minmax"
 DEFAULT_SAMPLES = 64
-DEFAULT_HOLDOUT = 96
+DEFAULT_HOLDOUT = 200
 MAX_OPSET = 20  # ORT static INT8 quantization does not support opset >= 21
 
 

@@ -25,8 +25,8 @@ def parser() -> argparse.ArgumentParser:
                    help="int8 activation-range method (default minmax)")
     p.add_argument("--calib-samples", type=int, default=64, help="int8 calibration frames (default 64)")
     p.add_argument("--calib-seed", type=int, default=0, help="seed that picks the calibration frames (default 0)")
-    p.add_argument("--calib-holdout", type=int, default=96,
-                   help="held-out frames (not calibration frames) for the int8 accuracy gate (default 96)")
+    p.add_argument("--calib-holdout", type=int, default=200,
+                   help="held-out frames (not calibration frames) for the int8 accuracy gate (default 200)")
     p.add_argument("--int8-threshold", type=float, default=0.99,
                    help="min top-1 agreement of int8 with fp32 on held-out frames (default 0.99)")
     p.add_argument("--allow-degraded", action="store_true",
