@@ -1,10 +1,20 @@
 """Random backgrounds and surface textures (gradients, smooth noise, stripes, horizons, clutter)."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
 from novum.data.objects import rand_color
+
+
+@lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy.setflags(write=False)
+    xx.setflags(write=False)
+    return yy, xx
 
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int, channels: int = 1) -> np.ndarray:
@@ -24,7 +34,7 @@ def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     if kind == 1:
         p = smooth_noise(rng, h, w, int(rng.integers(4, 24)))
     else:
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        yy, xx = _grid(h, w)
         a = rng.uniform(0, np.pi)
         period = rng.uniform(4, 16)
         t = (np.cos(a) * xx + np.sin(a) * yy) / period
@@ -35,7 +45,7 @@ def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def background(rng: np.random.Generator, h: int, w: int, clutter: bool | None = None) -> np.ndarray:
     """A float32 BGR background [H, W, 3] in 0..255."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = _grid(h, w)
     kind = rng.integers(4)
     c0 = rand_color(rng, sat=(0, 0.8), val=(0.1, 1.0)).astype(np.float32)
     c1 = rand_color(rng, sat=(0, 0.8), val=(0.1, 1.0)).astype(np.float32)
