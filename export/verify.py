@@ -43,10 +43,10 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance("fp32", 1e-5, 0.0, 0.99999, 1.0, 0.999, 1e-5, 0.9999,
                       "same math in fp32; only the summation order differs (a vertex may differ at an exact tie)"),
-    "tf32": Tolerance("tf32", 1e-4, 0.02, 0.999, 1.0, 0.95, 2e-3, 0.995,
+    "tf32": Tolerance("tf32", 1e-4, 0.01, 0.999, 1.0, 0.98, 2e-3, 0.995,
                       "TensorRT 'fp32' engines use TF32 (10-bit mantissa) in convolutions and matmuls unless "
                       "built with --strict-fp32"),
-    "fp16": Tolerance("fp16", 1e-4, 0.02, 0.999, 1.0, 0.95, 2e-3, 0.995,
+    "fp16": Tolerance("fp16", 1e-4, 0.01, 0.999, 1.0, 0.98, 2e-3, 0.995,
                       "fp16 activations (11-bit mantissa) perturb each unit feature by ~1e-3: similarities move "
                       "by ~2e-4 and near-tie pixels change their winning vertex and class, each moving a score by "
                       "<= 1/(C*max_n); top-1 may flip only on frames with a smaller margin than the tolerance"),
