@@ -7,7 +7,8 @@ from fakes.runtime_assets import small_native
 from novum.runtime.bench import main
 
 
-def test_bench_table_and_files(tmp_path, capsys):
+def test_bench_table_and_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # calibration/timing caches stay in tmp
     rc = main(["--model", str(small_native()), "--frames", "6", "--runs", "4", "--warmup", "1", "--rounds", "1",
                "--threads", "1", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "bench")])
     out = capsys.readouterr().out
