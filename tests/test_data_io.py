@@ -181,3 +181,12 @@ def test_npz_annotations_do_not_need_pickle(written):
     data = next((root / "annotations" / "chairFGL2_BGL2").glob("*.npz")).read_bytes()
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         assert z["cropped_kp_list"].dtype == np.int64 and z["visible"].dtype == bool
+
+
+def test_cli_bench_reports_every_variant(capsys):
+    from novum.data.cli import main
+
+    assert main(["bench", "-n", "2", "--imgsz", "64", "80"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split(":")[0].strip() for ln in lines] == ["clean", "L2", "blur"]
+    assert all(float(ln.split()[1]) > 0 for ln in lines)

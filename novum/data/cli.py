@@ -3,6 +3,7 @@
     novum-data generate --out data/synth/test --split test --per-class 50 [--occlusion L2] [--corruption blur]
     novum-data clip --out novum/assets/demo_clip.mp4
     novum-data preview --out grid.png [--occlusion L3]
+    novum-data bench
 """
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(v)
     v.set_defaults(per_class=6)
     v.add_argument("--keypoints", action="store_true", help="mark the visible keypoints")
+    b = sub.add_parser("bench", help="generator throughput on one core (clean, L2 occlusion, blur)")
+    b.add_argument("-n", type=int, default=120, help="images per variant")
+    b.add_argument("--imgsz", type=int, nargs=2, default=(128, 160), metavar=("H", "W"))
     return ap
 
 
@@ -112,9 +116,18 @@ def preview(args) -> int:
     return 0
 
 
+def bench(args) -> int:
+    from novum.data.bench import throughput
+
+    for row in throughput(args.n, tuple(args.imgsz)):
+        print(f"{row['variant']:>6}: {row['images_per_s']:7.1f} images/s  ({row['ms_per_image']:.2f} ms/image, one process)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: {"generate": generate, "clip": clip, "preview": preview}[args.cmd](args))
+    cmds = {"generate": generate, "clip": clip, "preview": preview, "bench": bench}
+    return run_cli(lambda: cmds[args.cmd](args))
 
 
 if __name__ == "__main__":
