@@ -19,7 +19,6 @@ import numpy as np
 
 from novum.config import PASCAL3D_CLASSES, small_config
 from novum.data.backgrounds import background, texture
-from novum.data.keypoints import class_mesh  # noqa: F401  (re-exported for overlays of the clip's truth)
 from novum.data.objects import build_object
 from novum.data.occluders import occluder_texture
 from novum.data.projection import camera_position_pascal

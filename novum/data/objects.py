@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from novum.data.shapes import (Shape, beam, box, decal_on_face, ellipsoid, frustum, hexa, loft, ring_points,
+from novum.data.shapes import (Shape, beam, box, decal_on_face, ellipsoid, frustum, hexa, loft,
                                wheel_ring)
 
 Builder = Callable[[np.random.Generator, float, float, float], Shape]
@@ -61,7 +61,6 @@ def aeroplane(rng, hx, hy, hz) -> Shape:
     n = 10
     y_nose, y_tail = -hy, hy
     y0, y1 = -hy + rng.uniform(0.12, 0.2) * hy * 2, hy - rng.uniform(0.2, 0.3) * hy * 2
-    axis = (0, 1, 0)
     frustum(s, (0, y_nose, zc - rf * 0.1), (0, y0, zc), rf * 0.25, rf, body, n=n)
     fus = frustum(s, (0, y0, zc), (0, y1, zc), rf, rf, body, n=n)
     frustum(s, (0, y1, zc), (0, y_tail, zc + rf * 0.5), rf, rf * 0.3, body, n=n)
@@ -70,7 +69,6 @@ def aeroplane(rng, hx, hy, hz) -> Shape:
         centre = fus.verts[fus.faces[f]].mean(0)
         if abs(centre[0]) > rf * 0.6 and centre[2] > zc - rf * 0.2:
             decal_on_face(fus, f, 0.2, 0.8, 0.03, 0.97, g if centre[2] > zc + rf * 0.1 else accent)
-    del axis
     # wings: swept thin hexahedra from the fuselage to the tips
     wy = rng.uniform(-0.15, 0.1) * hy
     chord = rng.uniform(0.25, 0.38) * hy * 2
