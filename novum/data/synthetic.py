@@ -7,7 +7,7 @@ seed streams. Nothing is stored: ``dataset[i]`` renders on the fly (~ms on one c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,7 +46,6 @@ class SyntheticConfig:
     theta_deg: float = 10.0               # |theta| <= this (normal, sigma = half of it)
     supersample: int = 2
     fill: tuple[float, float] = (0.97, 1.0)
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
