@@ -37,6 +37,7 @@ METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_METHOD = "minmax"
 DEFAULT_SAMPLES = 64
 DEFAULT_HOLDOUT = 200
+SEARCH_FRAMES = 32  # calibration frames the fallback search evaluates on
 MAX_OPSET = 20  # ORT static INT8 quantization does not support opset >= 21
 
 
@@ -49,22 +50,26 @@ class Int8Result:
     cache_path: Path | None
     summary: QdqSummary
     gate: GateReport | None = None
+    fp32_layers: list[str] = field(default_factory=list)   # backbone convs kept in fp32 by the fallback
     timings: dict[str, float] = field(default_factory=dict)
 
 
 def quantize_int8(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path = "demo",
                   method: str = DEFAULT_METHOD, samples: int = DEFAULT_SAMPLES, seed: int = 0,
                   holdout: int = DEFAULT_HOLDOUT, threshold: float = DEFAULT_THRESHOLD,
-                  allow_degraded: bool = False, gate: bool = True, cache: bool = True,
+                  allow_degraded: bool = False, gate: bool = True, cache: bool = True, fallback: int = 0,
                   log: Callable[[str], None] | None = print) -> Path:
     """Write the INT8 Q/DQ model for ``fp32_onnx`` to ``out_path`` and return the path (see module doc).
 
     ``calib``: ``demo`` (= synthetic frames of the model's classes), a folder of images, a glob or a
-    video. Raises :class:`AccuracyGateError` when the held-out top-1 agreement with fp32 is below
+    video. ``fallback``: keep up to this many of the most INT8-sensitive convolutions in fp32 when the
+    fully quantized backbone misses ``threshold`` on the calibration frames (:mod:`.fallback`).
+    Raises :class:`AccuracyGateError` when the held-out top-1 agreement with fp32 is below
     ``threshold`` and ``allow_degraded`` is false (nothing is written then).
     """
     res = quantize(fp32_onnx, out_path, calib=calib, method=method, samples=samples, seed=seed, holdout=holdout,
-                   threshold=threshold, allow_degraded=allow_degraded, gate=gate, cache=cache, log=log)
+                   threshold=threshold, allow_degraded=allow_degraded, gate=gate, cache=cache, fallback=fallback,
+                   log=log)
     assert res.path is not None
     return res.path
 
@@ -72,7 +77,8 @@ def quantize_int8(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | P
 def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path = "demo",
              method: str = DEFAULT_METHOD, samples: int = DEFAULT_SAMPLES, seed: int = 0,
              holdout: int = DEFAULT_HOLDOUT, threshold: float = DEFAULT_THRESHOLD, allow_degraded: bool = False,
-             gate: bool = True, cache: bool = True, log: Callable[[str], None] | None = print) -> Int8Result:
+             gate: bool = True, cache: bool = True, fallback: int = 0,
+             log: Callable[[str], None] | None = print) -> Int8Result:
     """:func:`quantize_int8` returning the details (cache hit, Q/DQ summary, gate report)."""
     import onnx
 
@@ -134,6 +140,24 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
                                                            json.loads(ort_cache.read_text())))
             say(f"calibrated in {timings['quantize']:.1f}s; ranges cached in {cpath}")
 
+        fp32_layers: list[str] = []
+        if fallback > 0:
+            from novum.calibration.fallback import search
+
+            def build(nodes: list[str], path: Path) -> Path:
+                _quantize_static(pre, path, None, method, nodes, ort_cache)
+                p = load_onnx(path)
+                dedicate_qdq(p)
+                onnx.save_model(p, str(path))
+                return path
+
+            t = time.perf_counter()
+            fb = search(build, parts.backbone, fp32_onnx, calib_set.frames[:SEARCH_FRAMES], threshold, fallback, tmp, say)
+            timings["fallback"] = time.perf_counter() - t
+            fp32_layers = fb.fp32_layers
+            if fp32_layers:
+                _quantize_static(pre, tmp / "q.onnx", None, method,
+                                 [n for n in parts.backbone if n not in fp32_layers], ort_cache)
         proto = load_onnx(tmp / "q.onnx")
         dedicate_qdq(proto)
         summary = inspect_qdq(proto)
@@ -155,6 +179,7 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
             "calib_samples": json.dumps(calib_set.names),
             "calib_sha256": calib_set.sha256(),
             "int8_quantized_convs": str(summary.quantized_convs),
+            "int8_fp32_layers": json.dumps(fp32_layers),
             "fp32_sha256": onnx_sha256(fp32_onnx),
         }
         set_metadata(proto, record)
@@ -172,13 +197,13 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
                 if not allow_degraded:
                     raise AccuracyGateError(
                         f"INT8 top-1 agreement with fp32 is {100 * report.agreement:.1f}% on {report.frames} held-out "
-                        f"frames, below the {100 * threshold:.1f}% threshold; nothing written (try --calib-method "
-                        f"entropy/percentile or more --calib-samples, or keep it with --allow-degraded)")
+                        f"frames, below the {100 * threshold:.1f}% threshold; nothing written (try --int8-fallback 6 to keep "
+                        f"the most sensitive layers in fp32, another --calib-method, or keep it with --allow-degraded)")
                 say(f"WARNING: INT8 AGREES WITH FP32 ON ONLY {100 * report.agreement:.1f}% OF HELD-OUT FRAMES "
                     f"(threshold {100 * threshold:.1f}%); written anyway because of --allow-degraded")
         save_onnx(proto, out_path, tmp)
     timings["total"] = time.perf_counter() - t0
-    return Int8Result(out_path, calib_set, method, calibrated, cpath, summary, report, timings)
+    return Int8Result(out_path, calib_set, method, calibrated, cpath, summary, report, fp32_layers, timings)
 
 
 def _quantize_static(pre: Path, out: Path, reader, method: str, nodes: list[str], ort_cache: Path) -> None:

@@ -29,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
                    help="held-out frames (not calibration frames) for the int8 accuracy gate (default 200)")
     p.add_argument("--int8-threshold", type=float, default=0.99,
                    help="min top-1 agreement of int8 with fp32 on held-out frames (default 0.99)")
+    p.add_argument("--int8-fallback", type=int, default=0, metavar="N",
+                   help="keep up to N of the most int8-sensitive convolutions in fp32 when the fully quantized "
+                        "backbone misses --int8-threshold on the calibration frames (default 0: off)")
     p.add_argument("--allow-degraded", action="store_true",
                    help="write the int8 model even when it fails the accuracy gate")
     p.add_argument("--batch", "--max-batch", dest="batch", type=int, default=DEFAULT_MAX_BATCH,
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         int8 = args.int8 or args.calib is not None
         int8_options = {"calib": args.calib or "demo", "method": args.calib_method, "samples": args.calib_samples,
                         "seed": args.calib_seed, "holdout": args.calib_holdout, "threshold": args.int8_threshold,
-                        "allow_degraded": args.allow_degraded} if int8 else None
+                        "allow_degraded": args.allow_degraded, "fallback": args.int8_fallback} if int8 else None
 
         res = export(args.checkpoint, args.output_dir, fp16=args.fp16, int8=int8, batch=args.batch,
                      imgsz=tuple(args.imgsz) if args.imgsz else None, engine=args.engine, workspace=args.workspace,

@@ -166,3 +166,21 @@ def test_ort_cpu_fuses_every_quantized_conv(int8, tmp_path):
     ort.InferenceSession(str(int8.path), so, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
     assert ops.count("QLinearConv") == int8.summary.quantized_convs
+
+
+def test_fallback_keeps_the_most_sensitive_convs_in_fp32(fp32_onnx, tmp_path):
+    from novum.export.onnx import read_metadata
+
+    r = quantize(fp32_onnx, tmp_path / "fb_int8.onnx", samples=6, threshold=1.0, fallback=2, gate=False, log=None)
+    assert 1 <= len(r.fp32_layers) <= 2
+    g = onnx.load(str(r.path)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    kept = [n for n in g.node if n.name in r.fp32_layers]
+    assert len(kept) == len(r.fp32_layers) and all(n.op_type == "Conv" for n in kept)
+    assert all(producer.get(n.input[1]) is None for n in kept)  # fp32 weights, no DequantizeLinear
+    from novum.calibration.recipe import find_parts
+
+    backbone = find_parts(onnx.load(str(fp32_onnx))).backbone
+    assert set(r.fp32_layers) <= set(backbone)
+    assert r.summary.ok and r.summary.quantized_convs == len(backbone) - len(r.fp32_layers)
+    assert json.loads(read_metadata(r.path)["int8_fp32_layers"]) == r.fp32_layers
