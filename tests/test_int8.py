@@ -145,7 +145,7 @@ def test_cli_gate_fails_loudly_then_allow_degraded(small_model, tmp_path, capsys
 
     ckpt = save_native(small_model, tmp_path / "small.safetensors")
     args = ["--checkpoint", str(ckpt), "--output-dir", str(tmp_path / "out"), "--calib", "demo",
-            "--calib-samples", "6", "--calib-holdout", "12", "--int8-threshold", "1.0", "--no-engine"]
+            "--calib-samples", "6", "--calib-holdout", "48", "--int8-threshold", "1.0", "--no-engine"]
     rc = main(args)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and err[0].startswith("error: INT8 top-1 agreement") and "--allow-degraded" in err[0]
@@ -156,7 +156,7 @@ def test_cli_gate_fails_loudly_then_allow_degraded(small_model, tmp_path, capsys
     assert (tmp_path / "out" / "small_int8.onnx").is_file()
 
 
-def test_ort_cpu_fuses_every_quantized_conv(int8, tmp_path):
+def test_ort_cpu_fuses_every_conv_with_a_quantized_output(int8, tmp_path):
     """One Q/DQ pair per consumer lets ONNX Runtime turn every DQ -> Conv -> Q into QLinearConv."""
     import onnxruntime as ort
 
@@ -165,22 +165,56 @@ def test_ort_cpu_fuses_every_quantized_conv(int8, tmp_path):
     so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(int8.path), so, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
-    assert ops.count("QLinearConv") == int8.summary.quantized_convs
+    g = onnx.load(str(int8.path)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    q_out = [n for n in g.node if n.op_type == "QuantizeLinear" and producer.get(n.input[0]) is not None
+             and producer[n.input[0]].op_type == "Conv"]
+    assert q_out and ops.count("QLinearConv") == len(q_out)
 
 
-def test_fallback_keeps_the_most_sensitive_convs_in_fp32(fp32_onnx, tmp_path):
+def test_fallback_search_keeps_the_worst_layers_until_top1_holds(monkeypatch, tmp_path):
+    """The search on fake models: layer a flips 6 frames, b flips 1, c none; a and b stay fp32."""
+    import novum.export.verify as verify
+    from novum.calibration.fallback import search
+
+    ref = np.tile([[3.0, 1.0, 0.0]], (10, 1))
+    flips = {"a": [0, 1, 2, 3, 4, 9], "b": [5], "c": []}
+    size = {"a": 0.5, "b": 0.2, "c": 0.01}
+
+    def build(nodes, path):
+        path.write_text(json.dumps(nodes))
+        return path
+
+    def fake_run(path, frames, max_batch=None):
+        if path.name == "fp32.onnx":
+            return {"scores": ref.copy()}
+        s = ref.copy()
+        for n in json.loads(path.read_text()):
+            s += size[n]
+            s[flips[n], 1] += 10.0
+        return {"scores": s}
+
+    monkeypatch.setattr(verify, "run_onnx", fake_run)
+    r = search(build, ["a", "b", "c"], tmp_path / "fp32.onnx", np.zeros((10, 1)), 1.0, 3, tmp_path)
+    assert r.fp32_layers == ["a", "b"] and r.agreement == 1.0 and r.full_agreement == pytest.approx(0.3)
+    assert r.sensitivity["a"] > r.sensitivity["b"] > r.sensitivity["c"]
+    none = search(build, ["a", "b", "c"], tmp_path / "fp32.onnx", np.zeros((10, 1)), 0.3, 3, tmp_path)
+    assert none.fp32_layers == [] and not none.sensitivity  # good enough already: no search
+
+
+def test_fallback_layers_stay_fp32_in_the_graph_and_metadata(fp32_onnx, tmp_path, monkeypatch):
+    import novum.calibration.fallback as fallback
+    from novum.calibration.recipe import find_parts
     from novum.export.onnx import read_metadata
 
-    r = quantize(fp32_onnx, tmp_path / "fb_int8.onnx", samples=6, threshold=1.0, fallback=2, gate=False, log=None)
-    assert 1 <= len(r.fp32_layers) <= 2
+    backbone = find_parts(onnx.load(str(fp32_onnx))).backbone
+    chosen = [backbone[0], backbone[5]]
+    monkeypatch.setattr(fallback, "search", lambda *a, **k: fallback.FallbackResult(chosen, 1.0, 0.5))
+    r = quantize(fp32_onnx, tmp_path / "fb_int8.onnx", samples=4, fallback=2, gate=False, log=None)
+    assert r.fp32_layers == chosen
     g = onnx.load(str(r.path)).graph
     producer = {o: n for n in g.node for o in n.output}
-    kept = [n for n in g.node if n.name in r.fp32_layers]
-    assert len(kept) == len(r.fp32_layers) and all(n.op_type == "Conv" for n in kept)
-    assert all(producer.get(n.input[1]) is None for n in kept)  # fp32 weights, no DequantizeLinear
-    from novum.calibration.recipe import find_parts
-
-    backbone = find_parts(onnx.load(str(fp32_onnx))).backbone
-    assert set(r.fp32_layers) <= set(backbone)
-    assert r.summary.ok and r.summary.quantized_convs == len(backbone) - len(r.fp32_layers)
-    assert json.loads(read_metadata(r.path)["int8_fp32_layers"]) == r.fp32_layers
+    kept = [n for n in g.node if n.name in chosen]
+    assert len(kept) == 2 and all(producer.get(n.input[1]) is None for n in kept)  # fp32 weights
+    assert r.summary.ok and r.summary.quantized_convs == len(backbone) - 2
+    assert json.loads(read_metadata(r.path)["int8_fp32_layers"]) == chosen
