@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib", default="demo", help="calibration data (default: demo = synthetic train frames)")
     p.add_argument("--samples", type=int, default=64, help="calibration frames (default 64)")
     p.add_argument("--methods", nargs="+", default=["minmax", "entropy", "percentile"])
+    p.add_argument("--fallback", type=int, default=0, help="--int8-fallback N (keep up to N sensitive convs fp32)")
     p.add_argument("--per-class", type=int, default=10, help="test frames per class and split (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0 = default)")
@@ -61,16 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for method in a.methods:
         res = quantize(fp32, work / f"{ckpt.stem}_int8_{method}.onnx", calib=a.calib, method=method,
-                       samples=a.samples, seed=a.seed, gate=False, log=lambda s: print(s, file=sys.stderr))
+                       samples=a.samples, seed=a.seed, gate=False, fallback=a.fallback,
+                       log=lambda s: print(s, file=sys.stderr))
         for s, fs in splits.items():
             top = run_onnx(res.path, fs.frames, max_batch=8)["scores"].argmax(1)
             acc32, acc8 = float((ref[s] == fs.labels).mean()), float((top == fs.labels).mean())
             rows.append({"method": method, "split": s or "clean", "frames": len(fs), "acc_fp32": acc32,
                          "acc_int8": acc8, "drop_pts": 100 * (acc32 - acc8), "agreement": float((top == ref[s]).mean()),
-                         "calib_seconds": res.timings.get("quantize")})
+                         "calib_seconds": res.timings.get("quantize"), "fp32_layers": res.fp32_layers})
     lines = [f"INT8 vs fp32 on the synthetic test split, model `{ckpt.name}` "
              f"({cfg.backbone.arch}, {cfg.input_size[0]}x{cfg.input_size[1]}), calibration `{a.calib}` x{a.samples}, "
-             f"{n_test} frames per split, ONNX Runtime CPU", "",
+             f"{n_test} frames per split, ONNX Runtime CPU"
+             + (f", fallback <= {a.fallback} fp32 convs" if a.fallback else ""), "",
              "| method | split | acc fp32 | acc int8 | drop (pts) | top-1 agreement |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['split']} | {100 * r['acc_fp32']:.1f}% | {100 * r['acc_int8']:.1f}% | "
