@@ -36,7 +36,7 @@ from novum.calibration.recipe import OP_TYPES, RECIPE_VERSION, QdqSummary, Quant
 from novum.errors import InputError
 
 METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_METHOD = "minmax"
+DEFAULT_METHOD = "percentile"
 DEFAULT_SAMPLES = 64
 DEFAULT_HOLDOUT = 200
 SEARCH_FRAMES = 32  # calibration frames the fallback search evaluates on

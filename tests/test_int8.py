@@ -107,7 +107,7 @@ def test_metadata_records_the_calibration(int8):
     from novum.export.onnx import read_metadata
 
     meta = read_metadata(int8.path)
-    assert meta["precision"] == "int8" and meta["calib_method"] == "minmax"
+    assert meta["precision"] == "int8" and meta["calib_method"] == "percentile"
     assert json.loads(meta["calib_samples"]) == int8.calib.names and len(int8.calib.names) == 8
     assert meta["calib_count"] == "8" and meta["calib_seed"] == "0" and meta["calib_kind"] == "synthetic"
     gate = json.loads(meta["int8_gate"])
