@@ -242,3 +242,19 @@ def _ddp_worker_banks(rank: int, world: int, port: int, out: str, data_paths: li
     finally:
         NovumTask.after_step = orig_after
         dist.close()
+
+
+def test_padding_rows_take_clutter_and_vote_for_nothing():
+    from novum.head import match
+    from novum.training.bank import fill_padding_with_clutter
+    from novum.volumes import random_unit_rows
+    n_list, max_n, D = (2, 3), 3, 4
+    bank = random_unit_rows(6, D, torch.Generator().manual_seed(0))
+    clutter = torch.nn.functional.normalize(torch.tensor([[1.0, 0, 0, 0]]), dim=1)
+    valid = torch.tensor([True, True, False, True, True, True])
+    before = bank.clone()
+    assert fill_padding_with_clutter(bank, clutter, valid) == 1
+    assert torch.equal(bank[valid], before[valid]) and torch.equal(bank[2], clutter[0])
+    feats = clutter[0].view(1, D, 1, 1)                              # a pixel that looks like background
+    out = match(feats, bank, n_list, max_n)
+    assert out.vertex.item() == -1 and out.scores.abs().sum() == 0   # it votes for no class

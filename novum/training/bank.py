@@ -51,3 +51,20 @@ def push_clutter(clutter: Tensor, features: Tensor, pointer: int) -> int:
     idx = (torch.arange(k, device=clutter.device) + pointer) % n
     clutter[idx] = features
     return int((pointer + k) % n)
+
+
+@torch.no_grad()
+def fill_padding_with_clutter(bank: Tensor, clutter: Tensor, valid: Tensor) -> int:
+    """Write clutter (background) features into the bank's padding rows; returns how many rows.
+
+    The matching head lets padding rows compete in the per-pixel argmax and a pixel they win votes
+    for no class. Upstream leaves them random; holding learned background features there turns them
+    into a background sink, so clutter pixels stop voting. Training never reads padding rows (they
+    are masked out of the loss and skipped by the bank update), so this only changes inference.
+    """
+    pad = (~valid).nonzero(as_tuple=True)[0]
+    if len(pad) == 0 or clutter.shape[0] == 0:
+        return 0
+    src = torch.arange(len(pad), device=clutter.device) % clutter.shape[0]
+    bank[pad] = torch.nn.functional.normalize(clutter[src].to(bank.dtype), dim=1)
+    return int(len(pad))

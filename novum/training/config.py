@@ -49,6 +49,7 @@ class TrainConfig:
     momentum: float = 0.9
     distance_thr: float | None = None   # px; None: 48 * H / 640 (upstream's 48 px at 640x800)
     max_vertices: int | None = None     # contrastive term on <= this many visible vertices per image (None: all)
+    padding_clutter: bool = False       # store clutter features in the bank's padding rows (background sink)
     # run
     seed: int = 0
     save_every: int = 200          # steps between resumable checkpoints (also at every epoch end)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from novum.baseline import BaselineClassifier, load_baseline, save_baseline
 from novum.checkpoint import load_native, save_native
 from novum.model import NovumModel
-from novum.training.bank import class_sums, momentum_update, push_clutter
+from novum.training.bank import class_sums, fill_padding_with_clutter, momentum_update, push_clutter
 from novum.training.config import TrainConfig
 from novum.training.data import PackedSamples
 from novum.training.dist import DistContext
@@ -95,11 +95,19 @@ class NovumTask:
         momentum_update(vol.bank, sums, counts, self.cfg.momentum)
         self.clutter_ptr = push_clutter(vol.clutter, noise, self.clutter_ptr)
 
+    def finalize_bank(self) -> None:
+        """Inference-only bank content (padding rows); training never reads padding rows."""
+        if self.cfg.padding_clutter:
+            vol = self.model.volumes
+            fill_padding_with_clutter(vol.bank, vol.clutter, vol.valid_rows().to(vol.bank.device))
+
     def predict(self, packed: PackedSamples, use_boxes: bool = False) -> np.ndarray:
+        self.finalize_bank()
         return predict(self.model, packed, use_boxes=use_boxes, device=self.dist.device)
 
     def save(self, path, metadata: dict[str, str]) -> None:
-        save_native(self.model, path, metadata)
+        self.finalize_bank()
+        save_native(self.model, path, dict(metadata, padding_rows="clutter" if self.cfg.padding_clutter else "random"))
 
     def load_weights(self, path) -> None:
         m = load_native(path)
