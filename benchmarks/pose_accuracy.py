@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int)
     p.add_argument("--objective", choices=("nemo", "upstream"), default="nemo")
     p.add_argument("--clutter", action="store_true")
+    p.add_argument("--restarts", type=int, default=1, help="refine from this many distinct grid views")
     p.add_argument("--no-box", action="store_true", help="compare over the whole map, not the GT box")
     p.add_argument("--features", choices=("model", "oracle"), default="model",
                    help="'oracle': the class volume rendered at the GT pose (+ noise) instead of the model's map")
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [None if lv == "clean" else lv for lv in args.levels]
     rep = evaluate(model, per_class=args.per_class, levels=levels, iterations=args.iterations,
                    objective=args.objective, clutter=args.clutter, box=not args.no_box, features=args.features,
-                   seed=args.seed, threads=args.threads, progress=lambda m: print(m, file=sys.stderr, flush=True))
+                   seed=args.seed, threads=args.threads, restarts=args.restarts, progress=lambda m: print(m, file=sys.stderr, flush=True))
     text = rep.markdown()
     print(text)
     if args.out:

@@ -129,3 +129,16 @@ def test_upstream_checkpoint_at_80x100(upstream_ckpt):
     res = ref.refine(ref.render(gt, 5), 5)
     assert math.degrees(pose_error(res.pose, gt)) < 5.0
     assert ref.cache_bytes() < 144 * 128 * 80 * 100 * 4 / 20     # vs upstream's pre-rendered feature maps
+
+
+def test_restarts_pick_distinct_views(small_model):
+    ref = PoseRefiner(small_model, iterations=5, restarts=3)
+    losses = torch.arange(144, dtype=torch.float32)          # view 0 best, then its neighbours
+    picked = ref._starts(losses)
+    assert picked[0] == 0 and len(picked) == 3
+    for i in picked:
+        for j in picked:
+            if i != j:
+                assert pose_error(ref.grid[i], ref.grid[j]) > math.radians(45)
+    res = ref.refine(ref.render((1.0, 0.3, 0.0, 5.0), 6), 6)
+    assert res.init is not None and res.loss <= res.init_loss

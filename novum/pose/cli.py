@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=("nemo", "upstream"), default="nemo",
                    help="'upstream' reproduces NOVUM's sum(dim=0) objective exactly")
     p.add_argument("--clutter", action="store_true", help="clutter-aware loss (NeMo)")
+    p.add_argument("--restarts", type=int, default=1, help="refine from this many distinct grid views, keep the best")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or f"{Path(args.image).stem}_pose.png"
         res = estimate_image(args.image, model, checkpoint=args.checkpoint, class_name=args.class_name,
                              explain=args.explain, out=out, box=args.box, iterations=args.iterations,
-                             objective=args.objective, clutter=args.clutter)
+                             objective=args.objective, clutter=args.clutter, restarts=args.restarts)
         if args.json:
             print(json.dumps(res.to_dict()))
         else:

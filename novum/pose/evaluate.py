@@ -41,7 +41,8 @@ class PoseEvalReport:
         s = self.settings
         head = (f"Pose on the synthetic test split ({s['per_class']} images per class and level, "
                 f"{'GT box' if s['box'] else 'full map'}, GT class, objective {s['objective']}"
-                f"{' + clutter' if s['clutter'] else ''}, {s['iterations']} Adam steps, features: {s['features']}, "
+                f"{' + clutter' if s['clutter'] else ''}, {s['iterations']} Adam steps"
+                f"{' x %d starts' % s['restarts'] if s['restarts'] > 1 else ''}, features: {s['features']}, "
                 f"{s['threads']} CPU thread)\n\n")
         rows = ["| occlusion | n | acc pi/6 (%) | acc pi/18 (%) | median err (deg) | ms / refinement (median) | class acc (%) |",
                 "|---|---|---|---|---|---|---|"]
@@ -74,7 +75,7 @@ def _oracle_features(refiner: PoseRefiner, label: int, pose, rng: np.random.Gene
 
 def evaluate(model, per_class: int = 10, levels=(None, "L1", "L2", "L3"), iterations: int | None = None,
              objective: str = "nemo", clutter: bool = False, box: bool = True, features: str = "model",
-             seed: int = 0, batch: int = 16, threads: int = 1, oracle_noise: float = 0.3,
+             seed: int = 0, batch: int = 16, threads: int = 1, oracle_noise: float = 0.3, restarts: int = 1,
              progress: Callable[[str], None] | None = None) -> PoseEvalReport:
     """Evaluate pose accuracy of ``model`` (a NovumModel) on the synthetic test split."""
     from novum.data.synthetic import SyntheticConfig, SyntheticDataset
@@ -83,7 +84,7 @@ def evaluate(model, per_class: int = 10, levels=(None, "L1", "L2", "L3"), iterat
     torch.set_num_threads(threads)
     cfg = model.config
     refiner = PoseRefiner(model, objective=objective, clutter=clutter, iterations=iterations or DEFAULT_ITERATIONS,
-                          threads=threads)
+                          threads=threads, restarts=restarts)
     # warm-up: first-use costs (optimizer import, init grids) are not part of a refinement's time
     for c in range(cfg.num_classes):
         refiner.grid_cache(c)
@@ -116,7 +117,7 @@ def evaluate(model, per_class: int = 10, levels=(None, "L1", "L2", "L3"), iterat
                                    1000 * float(np.mean(secs)), float(np.mean(correct)), per,
                                    [round(math.degrees(e), 3) for e in errs]))
     settings = {"per_class": per_class, "iterations": refiner.iterations, "objective": objective, "clutter": clutter,
-                "box": box, "features": features, "seed": seed, "threads": threads,
+                "box": box, "features": features, "seed": seed, "threads": threads, "restarts": restarts,
                 "classes": list(cfg.classes), "input_size": list(cfg.input_size),
                 "feature_size": list(cfg.feature_size), "grid_cache_mb": round(refiner.cache_bytes() / 1e6, 2),
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

@@ -129,7 +129,7 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
 def estimate_image(image: str | Path, model: str | Path, checkpoint: str | Path | None = None,
                    class_name: str | None = None, explain: bool = False, out: str | Path | None = None,
                    box: tuple[int, int, int, int] | None = None, iterations: int | None = None,
-                   objective: str = "nemo", clutter: bool = False) -> ImagePose:
+                   objective: str = "nemo", clutter: bool = False, restarts: int = 1) -> ImagePose:
     """Classify ``image`` with ``model``, refine the pose of its class (or ``class_name``), and write
     an overlay of the posed cuboid wireframe (with ``explain``, over the part colours) to ``out``."""
     from novum.pose.refine import DEFAULT_ITERATIONS, PoseRefiner
@@ -152,7 +152,7 @@ def estimate_image(image: str | Path, model: str | Path, checkpoint: str | Path 
     else:
         label = predicted
     refiner = PoseRefiner(m.volumes, config, objective=objective, clutter=clutter,
-                          iterations=iterations or DEFAULT_ITERATIONS)
+                          iterations=iterations or DEFAULT_ITERATIONS, restarts=restarts)
     result = refiner.refine(np.asarray(outputs["features"])[0], label, box=box)
     overlay = None
     if out is not None:

@@ -27,6 +27,7 @@ from torch import Tensor
 from novum.config import ModelConfig
 from novum.errors import InputError
 from novum.pose.camera import camera_position_from_spherical_angles, camera_position_to_spherical_angle
+from novum.pose.metric import pose_error
 from novum.pose.objective import OBJECTIVES, Objective
 from novum.pose.render import MeshRenderer
 
@@ -93,13 +94,15 @@ class PoseRefiner:
     :mod:`novum.pose.objective`); ``clutter``: the clutter-aware loss. ``steps``: iterations after
     which the lr is multiplied by 0.2 (NeMo: 100, 200 of 300; NOVUM: none). ``threads``: torch
     CPU threads during a refinement (the per-step tensors are small: one thread is fastest and
-    leaves the cores to the classifier; None keeps the process setting).
+    leaves the cores to the classifier; None keeps the process setting; note that torch's thread
+    count is process-wide). ``restarts``: refine from this many distinct grid views (>= 45 degrees
+    apart, best first) and keep the lowest final loss; 1 = upstream.
     """
 
     def __init__(self, model_or_volumes, config: ModelConfig | None = None, objective: str = "nemo",
                  clutter: bool = False, iterations: int = DEFAULT_ITERATIONS, lr: float = 0.05,
                  betas: tuple[float, float] = (0.4, 0.6), steps: tuple[int, ...] = (),
-                 device: str | torch.device = "cpu", threads: int | None = 1) -> None:
+                 device: str | torch.device = "cpu", threads: int | None = 1, restarts: int = 1) -> None:
         volumes = getattr(model_or_volumes, "volumes", model_or_volumes)
         config = config or getattr(model_or_volumes, "config", None)
         if config is None:
@@ -115,6 +118,7 @@ class PoseRefiner:
         self.iterations, self.lr, self.betas, self.steps = int(iterations), float(lr), tuple(betas), tuple(steps)
         self.device = torch.device(device)
         self.threads = threads
+        self.restarts = max(1, int(restarts))
         self.size = config.feature_size
         self.focal = config.focal / config.stride
         self.grid = init_grid(config.distance)
@@ -204,18 +208,42 @@ class PoseRefiner:
         t0 = time.perf_counter()
         label = int(label)
         obj = self.objective_for(features, label, box)
-        r = self.renderer(label)
-        init_loss = None
-        if init is None:
+        n_it = self.iterations if iterations is None else int(iterations)
+        if init is not None:
+            starts = [(tuple(float(v) for v in init), None)]
+        else:
             losses = self.init_losses(obj, label)
-            k = int(torch.argmin(losses))          # first minimum, as np.argmin
-            init, init_loss = tuple(float(v) for v in self.grid[k]), float(losses[k])
-        a0, e0, t0_, d0 = init
+            starts = [(tuple(float(v) for v in self.grid[k]), float(losses[k])) for k in self._starts(losses)]
+        best = None
+        for start, start_loss in starts:
+            C, theta, final, history = self._optimise(obj, self.renderer(label), start, n_it)
+            if best is None or final < best[2]:
+                best = (C, theta, final, history, start, start_loss)
+        C, theta, final, history, start, start_loss = best
+        d, e, a = camera_position_to_spherical_angle(C)
+        return PoseResult(label=label, azimuth=float(a[0]), elevation=float(e[0]), theta=float(theta[0]),
+                          distance=float(d[0]), loss=final, seconds=time.perf_counter() - t0, init=start,
+                          init_loss=start_loss, iterations=n_it, history=history)
+
+    def _starts(self, losses: Tensor) -> list[int]:
+        """Grid indices to refine from: the best view (first minimum, as upstream's np.argmin) and,
+        with ``restarts`` > 1, the next best views at least 45 degrees away from those taken."""
+        order = torch.argsort(losses, stable=True).tolist()
+        picked = [order[0]]
+        for k in order[1:]:
+            if len(picked) >= self.restarts:
+                break
+            if all(pose_error(self.grid[k], self.grid[j]) > math.radians(45) for j in picked):
+                picked.append(k)
+        return picked
+
+    def _optimise(self, obj: Objective, r: MeshRenderer, init, n_it: int):
+        """Adam on (C, theta) from ``init``; returns the final C, theta, loss and the loss history."""
+        a0, e0, t0, d0 = init
         C = torch.nn.Parameter(camera_position_from_spherical_angles(d0, e0, a0).to(self.device))
-        theta = torch.nn.Parameter(torch.tensor([t0_], dtype=torch.float32, device=self.device))
+        theta = torch.nn.Parameter(torch.tensor([t0], dtype=torch.float32, device=self.device))
         opt = torch.optim.Adam([C, theta], lr=self.lr, betas=self.betas)
         steps = set(self.steps)
-        n_it = self.iterations if iterations is None else int(iterations)
         history = []
         for it in range(n_it):
             fr = r.fragments(C, theta)
@@ -230,10 +258,7 @@ class PoseRefiner:
         with torch.no_grad():
             fr = r.fragments(C, theta)
             final = float(obj.loss(fr.pix, fr.vidx, fr.bary))
-            d, e, a = camera_position_to_spherical_angle(C.detach())
-        return PoseResult(label=label, azimuth=float(a[0]), elevation=float(e[0]), theta=float(theta.detach()[0]),
-                          distance=float(d[0]), loss=final, seconds=time.perf_counter() - t0, init=init,
-                          init_loss=init_loss, iterations=n_it, history=history)
+        return C.detach(), theta.detach(), final, history
 
     def render(self, pose, label: int) -> Tensor:
         """The class volume rendered at a pose (azimuth, elevation, theta, distance): [D, h, w]."""
