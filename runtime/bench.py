@@ -234,7 +234,9 @@ def bench(model: str | Path | None = None, source: str | None = None, *, frames:
         except Exception as e:  # noqa: BLE001 - one failing backend must not hide the others
             row.status = f"failed: {_short(e)}"
             log(f"{kind} {prec}: {row.status}")
-    info = {"model": str(ckpt), "frames": what, "runs": runs, "rounds": rounds, "batch": 1,
+    from novum.io import sha256_file
+
+    info = {"model": str(ckpt), "model_sha256": sha256_file(ckpt), "frames": what, "runs": runs, "rounds": rounds, "batch": 1,
             "threads": threads or "default",
             "machine": _machine()}
     return rows, info
@@ -276,7 +278,7 @@ def write(rows: list[Row], info: dict[str, Any], out: str | Path) -> tuple[Path,
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     md, js = out.with_suffix(".md"), out.with_suffix(".json")
-    text = (f"# novum-bench\n\nmodel `{Path(info['model']).name}`, frames: {info['frames']}, batch 1, "
+    text = (f"# novum-bench\n\nmodel `{Path(info['model']).name}` (sha256 {info['model_sha256'][:12]}), frames: {info['frames']}, batch 1, "
             f"best of {info['rounds']} rounds, {info['machine']['cpus']} CPUs, torch {info['machine']['torch']}, onnxruntime {info['machine']['onnxruntime']}\n\n"
             + table(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes(rows)) + "\n")
     atomic_write_text(md, text)
