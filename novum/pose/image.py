@@ -107,11 +107,14 @@ def render_overlay(image: np.ndarray, config, pose, vertex: np.ndarray | None = 
     if vertex is not None:
         big = blend_parts(big, vertex, cfg, alpha=0.55)
     draw_wireframe(big, pose, cfg, color=(0, 255, 255), thickness=2)
-    y = 22
-    for t in lines:
-        cv2.putText(big, t, (9, y + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(big, t, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
-        y += 22
+    if lines:
+        scale, th = 0.5, 1
+        sizes = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, th)[0] for t in lines]
+        box_w, step = max(w for w, _ in sizes) + 12, max(h for _, h in sizes) + 10
+        roi = big[:step * len(lines) + 6, :box_w]
+        roi[:] = (roi * 0.35).astype(np.uint8)
+        for i, t in enumerate(lines):
+            cv2.putText(big, t, (6, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), th, cv2.LINE_AA)
     return big
 
 
