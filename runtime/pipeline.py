@@ -240,7 +240,7 @@ class Pipeline:
             view = self.blend_parts(item.image.copy(), item.outputs["vertex"][0], self.backend.metadata, self.opts.parts_alpha)
         if self.pose is not None:
             self._pose_step(item, pred)
-            view = self.pose.draw(view if view is not None else item.image.copy())
+            view = self.pose.draw(view if view is not None else item.image.copy(), pred.index)
         from novum.runtime.overlay import draw
 
         return draw(frame, pred, item.crop, fps, item.model_ms, view, self.framer)

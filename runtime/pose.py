@@ -86,8 +86,9 @@ class PoseWorker:
         keys = ("azimuth", "elevation", "theta", "distance", "loss", "seconds")
         return {"frame": idx, "class_index": label, **{k: float(getattr(r, k)) for k in keys if hasattr(r, k)}}
 
-    def draw(self, image: np.ndarray) -> np.ndarray:
-        if self.latest is None:
+    def draw(self, image: np.ndarray, label: int | None = None) -> np.ndarray:
+        """The latest pose's wireframe, while the top-1 class is still the class it was found for."""
+        if self.latest is None or (label is not None and self.latest[1] != label):
             return image
         return self._draw(image, self.latest[2], self.config)
 
