@@ -242,7 +242,9 @@ def _quantize_static(pre: Path, out: Path, reader, method: str, nodes: list[str]
         quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(OP_TYPES),
                         per_channel=True, reduce_range=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         nodes_to_quantize=nodes, calibrate_method=cm, calibration_cache_path=str(ort_cache),
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                       # TensorRT rejects DequantizeLinear of an int32 bias: keep biases fp32
+                                       "QuantizeBias": False})
 
 
 @contextlib.contextmanager

@@ -47,6 +47,13 @@ def test_qdq_zero_points_are_zero_and_head_stays_fp32(int8):
         if n.op_type == "QuantizeLinear":
             assert _zero_point(n.input[2], g).dtype == np.int8
     producer = {o: n for n in g.node for o in n.output}
+    # TensorRT dequantizes int8 only: weights are int8 initializers, activations come from a Q, biases stay fp32
+    inits = {t.name: t for t in g.initializer}
+    for n in qdq:
+        if n.op_type == "DequantizeLinear":
+            src = inits.get(n.input[0])
+            assert (src.data_type == onnx.TensorProto.INT8) if src is not None else \
+                producer[n.input[0]].op_type == "QuantizeLinear", n.name
     # the head reads no dequantized tensor and no Q/DQ node lies downstream of the L2 normalisation
     head_nodes = [n for n in g.node if n.op_type in HEAD_TYPES]
     assert {n.op_type for n in head_nodes} == HEAD_TYPES
