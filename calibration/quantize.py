@@ -7,8 +7,9 @@
 2. ``quant_pre_process`` then ONNX Runtime ``quantize_static`` in QDQ format, symmetric int8
    activations and per-channel 7-bit weights (``reduce_range``: ONNX Runtime's fused u8s8 kernels
    on x86 CPUs without VNNI saturate int16 sums with 8-bit weights; measured here, that alone
-   cost 2 points of top-1 agreement), on the backbone only; Conv-output Q/DQ pairs only where
-   they are exact, and one Q/DQ pair per consumer (:mod:`novum.calibration.recipe`);
+   cost 2 points of top-1 agreement), fp32 biases, on the backbone only; Conv-output Q/DQ pairs
+   only where they are exact, and one Q/DQ pair per consumer (:mod:`novum.calibration.recipe`);
+   optionally the most sensitive convolutions kept fp32 (:mod:`novum.calibration.fallback`);
    the activation ranges come from the calibration cache when model, frames and method are
    unchanged (:mod:`novum.calibration.cache`);
 3. graph checks: every zero point is 0 and the head has no Q/DQ;
