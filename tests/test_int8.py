@@ -225,3 +225,30 @@ def test_fallback_layers_stay_fp32_in_the_graph_and_metadata(fp32_onnx, tmp_path
     assert len(kept) == 2 and all(producer.get(n.input[1]) is None for n in kept)  # fp32 weights
     assert r.summary.ok and r.summary.quantized_convs == len(backbone) - 2
     assert json.loads(read_metadata(r.path)["int8_fp32_layers"]) == chosen
+
+
+def test_conv_output_qdq_only_where_exact(int8):
+    """A Conv output keeps its Q/DQ pair only when it reaches (through ReLU / MaxPool) quantizers of
+    the same scale, so the second rounding is exact; the projection's input is never quantized."""
+    g = onnx.load(str(int8.path)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    scale = {t.name: float(numpy_helper.to_array(t)) for t in g.initializer if t.dims == []}
+    checked = 0
+    for q in g.node:
+        if q.op_type != "QuantizeLinear" or producer.get(q.input[0]) is None or producer[q.input[0]].op_type != "Conv":
+            continue
+        (dq,) = consumers[q.output[0]]
+        t = dq.output[0]
+        while len(consumers[t]) == 1 and consumers[t][0].op_type in ("Relu", "MaxPool"):
+            t = consumers[t][0].output[0]
+        nxt = consumers[t]
+        assert t != dq.output[0] and nxt and all(n.op_type == "QuantizeLinear" for n in nxt), q.name
+        assert {scale[n.input[1]] for n in nxt} == {scale[q.input[1]]}, q.name
+        checked += 1
+    norm = next(n for n in g.node if n.op_type == "ReduceL2")
+    proj = producer[norm.input[0]]
+    assert checked > 0 and producer[proj.input[0]].op_type != "DequantizeLinear"
