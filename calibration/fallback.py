@@ -2,11 +2,12 @@
 
 Class margins of a NOVUM model are small (scores are vote sums over pixels), so a handful of
 layers (typically the stem and the first blocks, whose activation ranges have outliers) can decide
-whether top-1 survives INT8. With ``max_layers > 0``: if the fully quantized backbone agrees with
-fp32 on fewer than ``threshold`` of the search frames (the calibration frames; the gate's held-out
-frames are never looked at), each convolution is quantized alone and ranked by the score error it
-causes; the worst are then left in fp32 one by one until the search frames agree, or
-``max_layers`` are reached. The activation ranges are calibrated once and reused throughout.
+whether top-1 survives INT8. With ``max_layers > 0``: a search frame is *safe* when INT8 keeps
+fp32's top-1 and moves no class score by half fp32's top-1/top-2 margin or more (a handful of
+frames cannot measure 99% agreement, but they show the near-flips). If fewer than ``threshold`` of
+the search frames (the calibration frames; the gate's held-out frames are never looked at) are
+safe, each convolution is quantized alone and ranked by the score error it causes; the worst are
+then left in fp32 one by one until enough frames are safe, or ``max_layers`` are reached. The activation ranges are calibrated once and reused throughout.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ import numpy as np
 @dataclass
 class FallbackResult:
     fp32_layers: list[str]                       # convolutions kept in fp32, most sensitive first
-    agreement: float                             # on the search frames, with those layers in fp32
-    full_agreement: float                        # on the search frames, everything quantized
+    agreement: float                             # safe search frames, with those layers in fp32
+    full_agreement: float                        # safe search frames, everything quantized
     sensitivity: dict[str, float] = field(default_factory=dict)   # conv -> mean |score error| alone
 
 
@@ -31,15 +32,19 @@ def search(build: Callable[[list[str], Path], Path], backbone: list[str], fp32: 
     from novum.export.verify import run_onnx
 
     ref = run_onnx(fp32, frames, max_batch=8)["scores"]
+    top2 = np.sort(ref, 1)[:, -2:] if ref.shape[1] > 1 else np.concatenate([ref - np.inf, ref], 1)
+    half_margin = (top2[:, 1] - top2[:, 0]) / 2
 
     def evaluate(nodes: list[str]) -> tuple[float, float]:
         s = run_onnx(build(nodes, work / "search.onnx"), frames, max_batch=8)["scores"]
-        return float((s.argmax(1) == ref.argmax(1)).mean()), float(np.abs(s - ref).mean())
+        err = np.abs(s - ref)
+        safe = (s.argmax(1) == ref.argmax(1)) & (err.max(1) < half_margin)
+        return float(safe.mean()), float(err.mean())
 
     full, _ = evaluate(backbone)
     if full >= threshold or max_layers <= 0:
         return FallbackResult([], full, full)
-    log(f"int8 fallback: fully quantized backbone agrees on {100 * full:.1f}% of {len(frames)} search frames; "
+    log(f"int8 fallback: fully quantized backbone is safe on {100 * full:.1f}% of {len(frames)} search frames; "
         f"ranking {len(backbone)} convolutions by sensitivity")
     sens = {n: evaluate([n])[1] for n in backbone}
     order = sorted(backbone, key=lambda n: -sens[n])

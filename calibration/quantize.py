@@ -40,7 +40,7 @@ METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_METHOD = "percentile"
 DEFAULT_SAMPLES = 64
 DEFAULT_HOLDOUT = 200
-SEARCH_FRAMES = 32  # calibration frames the fallback search evaluates on
+SEARCH_FRAMES = 64  # calibration frames the fallback search evaluates on
 MAX_OPSET = 20  # ORT static INT8 quantization does not support opset >= 21
 
 
