@@ -52,6 +52,7 @@ class TrainConfig:
     padding_clutter: bool = False       # store clutter features in the bank's padding rows (background sink)
     # run
     seed: int = 0
+    init: str | None = None        # start from this checkpoint's weights (and bank): fine-tuning
     save_every: int = 200          # steps between resumable checkpoints (also at every epoch end)
     log_every: int = 10
     threads: int | None = None     # torch.set_num_threads on CPU

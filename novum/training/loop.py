@@ -93,6 +93,10 @@ def _train(cfg, out: Path, data, baseline, resume, command, progress, dist: Dist
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, total, cfg.warmup_steps, cfg.min_lr_ratio))
     step, epoch, batch_in_epoch = 0, 0, 0
+    if cfg.init and not resume:
+        if not Path(cfg.init).is_file():
+            raise InputError(f"{cfg.init}: init checkpoint not found; fix 'init' in the config")
+        task.load_weights(cfg.init)
     if resume:
         step, epoch, batch_in_epoch = _resume(out, task, opt, sched, cfg, dist)
     meta_base = {"train_command": command, "train_config": json.dumps(cfg.to_dict()), "task": task.kind}
