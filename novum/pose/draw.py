@@ -49,7 +49,7 @@ def project_points(points_pascal: np.ndarray, pose, focal: float, size: tuple[in
 
 
 def draw_wireframe(frame_bgr: np.ndarray, pose, config: Any, extents=None, color=(0, 255, 255),
-                   thickness: int = 2, scale: float | tuple[float, float] | None = None) -> np.ndarray:
+                   thickness: int = 1, scale: float | tuple[float, float] | None = None) -> np.ndarray:
     """Draw the 12 edges of the posed class cuboid on ``frame_bgr`` (in place; returned).
 
     ``pose``: a :class:`~novum.pose.refine.PoseResult` (its label picks the class cuboid) or
