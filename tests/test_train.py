@@ -258,3 +258,16 @@ def test_padding_rows_take_clutter_and_vote_for_nothing():
     feats = clutter[0].view(1, D, 1, 1)                              # a pixel that looks like background
     out = match(feats, bank, n_list, max_n)
     assert out.vertex.item() == -1 and out.scores.abs().sum() == 0   # it votes for no class
+
+
+def test_init_starts_from_a_checkpoint(tmp_path, tiny_data):
+    from novum.checkpoint import load_model
+    first = train(tiny_train_config(epochs=1), tmp_path / "a", tiny_data, progress=False).model_path
+    again = train(tiny_train_config(epochs=1, init=str(first)), tmp_path / "b", tiny_data, progress=False,
+                  max_steps=0).model_path
+    a, b = load_model(first), load_model(again)
+    assert torch.equal(a.volumes.bank, b.volumes.bank)
+    assert all(torch.equal(v, w) for v, w in zip(a.backbone.state_dict().values(), b.backbone.state_dict().values()))
+    with pytest.raises(Exception, match="init checkpoint not found"):
+        train(tiny_train_config(epochs=1, init=str(tmp_path / "nope.safetensors")), tmp_path / "c", tiny_data,
+              progress=False)
