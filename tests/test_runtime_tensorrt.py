@@ -75,6 +75,21 @@ def test_buffers_sized_from_engine_shapes_dtypes_and_addresses(fake):
     assert not drv.STATE.allocations                               # everything freed
 
 
+def test_version_compatible_engine_allows_host_code(monkeypatch, tmp_path):
+    """A version-compatible plan embeds the lean runtime: the backend must set
+    runtime.engine_host_code_allowed (from the sidecar) or deserialisation fails."""
+    from novum.export.tensorrt import EngineOptions, build_engine
+
+    trt, drv = install(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    engine = build_engine(small_onnx(), tmp_path / "vc.engine", trt=trt, gpu=(drv.DEVICE_NAME, drv.COMPUTE_CAPABILITY),
+                          options=EngineOptions(max_batch=2, version_compatible=True), log=lambda s: None)
+    assert trt.Runtime(trt.Logger()).deserialize_cuda_engine(engine.read_bytes()) is None   # flag not set
+    with load(engine) as b:
+        assert b.runtime.engine_host_code_allowed is True
+        assert b.infer(frames(1, H, W, seed=3))["scores"].shape == (1, 12)
+
+
 def test_dynamic_batch_within_profile_and_clear_error_outside(fake):
     trt, drv, engine = fake
     b = load(engine)

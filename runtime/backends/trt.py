@@ -72,6 +72,8 @@ class TensorRTBackend(Backend):
 
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
+        if side.get("version_compatible"):   # the plan embeds the lean runtime (TensorRT docs, engine compatibility)
+            self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise NovumError(f"{self.path}: TensorRT {trt.__version__} could not deserialise this engine (another "

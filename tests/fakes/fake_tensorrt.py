@@ -83,8 +83,11 @@ class Logger:
 
 
 def build_plan(onnx_path: str | Path, min_batch: int = 1, opt_batch: int = 1, max_batch: int = 4,
-               version: str | None = None) -> bytes:
-    """A fake serialized engine for a novum ONNX file (dynamic batch profile on ``images``)."""
+               version: str | None = None, version_compatible: bool = False) -> bytes:
+    """A fake serialized engine for a novum ONNX file (dynamic batch profile on ``images``).
+
+    A version-compatible plan embeds the lean runtime: like TensorRT, deserialising it needs
+    ``runtime.engine_host_code_allowed = True``."""
     import onnxruntime as ort
 
     data = Path(onnx_path).read_bytes()
@@ -99,7 +102,7 @@ def build_plan(onnx_path: str | Path, min_batch: int = 1, opt_batch: int = 1, ma
                         "shape": [-1, *v.shape[1:]]})
     profile = {inp.name: [[min_batch, H, W, C], [opt_batch, H, W, C], [max_batch, H, W, C]]}
     body = {"version": version or __version__, "tensors": tensors, "profile": profile,
-            "onnx": base64.b64encode(data).decode()}
+            "onnx": base64.b64encode(data).decode(), "version_compatible": bool(version_compatible)}
     return MAGIC + json.dumps(body).encode()
 
 
@@ -115,7 +118,11 @@ class Runtime:
                                           "(Serialization assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not match)")
             return None
         body = json.loads(data[len(MAGIC):])
-        if body["version"] != __version__:
+        if body.get("version_compatible") and not self.engine_host_code_allowed:
+            self.logger.log(Logger.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (the engine "
+                                          "contains host code; set IRuntime::setEngineHostCodeAllowed(true))")
+            return None
+        if body["version"] != __version__ and not body.get("version_compatible"):
             self.logger.log(Logger.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (Serialization "
                                           "assertion stdVersionRead == kSERIALIZATION_VERSION failed.Version tag does not match.)")
             return None
@@ -447,4 +454,5 @@ class Builder:
         if config._cache is not None:
             config._cache.entries[f"build{len(config._cache.entries)}"] = "tactic"
         self.builds += 1
-        return IHostMemory(build_plan(network.onnx_path, lo[0], opt[0], hi[0]))
+        vc = config.get_flag(BuilderFlag.VERSION_COMPATIBLE)
+        return IHostMemory(build_plan(network.onnx_path, lo[0], opt[0], hi[0], version_compatible=vc))
