@@ -23,39 +23,34 @@ def test_native_roundtrip(tmp_path, small_model):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
-def test_upstream_allowed_extra_heads_only(tmp_path, upstream_ckpt):
-    ck = torch.load(upstream_ckpt, weights_only=False)
+def _add_unknown_key(ck):
     ck["state"]["module.net.something_else.weight"] = torch.zeros(1)
+
+
+def _drop_key(ck):
+    del ck["state"]["module.net.upsample2.doubleconv.doubleconv.3.weight"]
+
+
+def _shrink_memory(ck):
+    ck["memory"] = ck["memory"][:1000]
+
+
+def _wrong_weight_shape(ck):
+    ck["state"]["module.out_layer.weight"] = torch.zeros(64, 256)
+
+
+@pytest.mark.parametrize("mutate,msg", [
+    (_add_unknown_key, r"bad.pth: 1 unexpected weights.*something_else"),   # only classifier/pose_estimator heads are allowed
+    (_drop_key, r"bad.pth: 1 missing weights"),
+    (_shrink_memory, r"bad.pth: 'memory' has shape \(1000, 128\)"),
+    (_wrong_weight_shape, r"bad.pth: weight out_layer.weight has shape \(64, 256\)"),
+])
+def test_upstream_strict_checks(tmp_path, upstream_ckpt, mutate, msg):
+    ck = torch.load(upstream_ckpt, weights_only=False)
+    mutate(ck)
     p = tmp_path / "bad.pth"
     torch.save(ck, p)
-    with pytest.raises(CheckpointError, match=r"unexpected weights.*something_else"):
-        import_upstream(p)
-
-
-def test_upstream_missing_key(tmp_path, upstream_ckpt):
-    ck = torch.load(upstream_ckpt, weights_only=False)
-    del ck["state"]["module.net.upsample2.doubleconv.doubleconv.3.weight"]
-    p = tmp_path / "missing.pth"
-    torch.save(ck, p)
-    with pytest.raises(CheckpointError, match=r"missing.pth: 1 missing weights"):
-        import_upstream(p)
-
-
-def test_upstream_wrong_memory_shape(tmp_path, upstream_ckpt):
-    ck = torch.load(upstream_ckpt, weights_only=False)
-    ck["memory"] = ck["memory"][:1000]
-    p = tmp_path / "mem.pth"
-    torch.save(ck, p)
-    with pytest.raises(CheckpointError, match=r"'memory' has shape \(1000, 128\)"):
-        import_upstream(p)
-
-
-def test_upstream_wrong_weight_shape(tmp_path, upstream_ckpt):
-    ck = torch.load(upstream_ckpt, weights_only=False)
-    ck["state"]["module.out_layer.weight"] = torch.zeros(64, 256)
-    p = tmp_path / "shape.pth"
-    torch.save(ck, p)
-    with pytest.raises(CheckpointError, match=r"out_layer.weight has shape \(64, 256\)"):
+    with pytest.raises(CheckpointError, match=msg):
         import_upstream(p)
 
 
