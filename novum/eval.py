@@ -136,8 +136,6 @@ def open_predictor(path: str | Path, name: str | None = None, device: str = "cpu
         import torch
         torch.set_num_threads(int(threads))
     if is_baseline_file(path):
-        import torch
-
         from novum.baseline import load_baseline
         model = load_baseline(path, device)
         fn = _torch_scores(model, device, use_boxes=False)
