@@ -121,10 +121,22 @@ def export_onnx(model: nn.Module, path: str | Path, *, features: bool = False, m
             torch.onnx.export(graph, (example,), str(raw), input_names=[INPUT_NAME], output_names=outputs,
                               dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True,
                               dynamo=False)
+            shapes = [tuple(t.shape) for t in graph(example)]
         proto = onnx.load(str(raw))
+        set_static_output_dims(proto, dict(zip(outputs, shapes)))
         set_metadata(proto, meta)
         save_onnx(proto, path, tmp)
     return path
+
+
+def set_static_output_dims(proto: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Declare every output dim after the batch as the static size it has (H, W are static; the
+    TorchScript exporter leaves symbolic names like 'Reshapevertex_dim_1' on reshaped outputs)."""
+    for out in proto.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        for d, size in zip(list(dims)[1:], shapes[out.name][1:]):
+            d.ClearField("dim_param")
+            d.dim_value = int(size)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -60,6 +60,16 @@ def test_dynamic_batch(small_model, small_exports, frames):
         assert np.abs(out["scores"] - ref["scores"][:b]).max() <= 1e-5
 
 
+def test_declared_shapes_dynamic_batch_static_hw(small_exports):
+    """Batch is the only symbolic dim; every other declared dim is the static size ORT returns."""
+    for prec in ("fp32", "fp16"):
+        proto = onnx.load(str(small_exports[prec]), load_external_data=False)
+        declared = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+                    for v in list(proto.graph.input) + list(proto.graph.output)}
+        assert declared == {"images": ["batch", 128, 160, 3], "scores": ["batch", 12], "vertex": ["batch", 16, 20],
+                            "vertex_score": ["batch", 16, 20], "features": ["batch", 64, 16, 20]}, prec
+
+
 def test_metadata_round_trip(small_model, small_exports):
     for prec, path in small_exports.items():
         meta = read_metadata(path)
