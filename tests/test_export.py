@@ -189,3 +189,27 @@ def test_upstream_checkpoint_cli_fp32_fp16(upstream_ckpt, upstream_model, tmp_pa
     o16 = run_onnx(fp16, fr)
     rep = compare(ref, o16, "fp16", "onnxruntime", "fp16", 16 * 20, 12 * 1130)
     assert rep.ok, rep.checks
+
+
+def test_vertex_check_accepts_ties_between_duplicate_rows_only():
+    """Duplicated cuboid vertices (unwelded edges) learn the same feature: a different winning row
+    with the same similarity is a tie, not an error; a genuinely different row is."""
+    from novum.export.verify import compare
+
+    rng = np.random.default_rng(0)
+    bank = rng.normal(size=(8, 4))
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    bank[5] = bank[2]                                            # row 5 duplicates row 2
+    feat = np.zeros((1, 4, 2, 2))
+    feat[0, :, 0, 0] = bank[2]                                   # pixel (0, 0) matches rows 2 and 5 equally
+    feat[0, :, 1, 1] = bank[7]
+    ref = {"scores": np.array([[0.3, 0.1]]), "vertex": np.array([[[2, 0], [1, 7]]], np.int32),
+           "vertex_score": np.ones((1, 2, 2), np.float32), "features": feat}
+    tie = dict(ref, vertex=np.array([[[5, 0], [1, 7]]], np.int32))
+    wrong = dict(ref, vertex=np.array([[[2, 0], [1, 3]]], np.int32))
+    check = {c.output: c for c in compare(ref, tie, "t", "ort", "fp32", 4, 8, bank=bank).checks}["vertex"]
+    assert check.ok and check.agreement == 1.0
+    check = {c.output: c for c in compare(ref, wrong, "w", "ort", "fp32", 4, 8, bank=bank).checks}["vertex"]
+    assert not check.ok and check.agreement == 0.75
+    check = {c.output: c for c in compare(ref, tie, "t", "ort", "fp32", 4, 8).checks}["vertex"]   # no bank: exact rows
+    assert not check.ok
