@@ -7,11 +7,12 @@ theta; ``u = W/2 - f X/Z``, ``v = H/2 - f Y/Z`` with the model-input focal ``con
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import cv2
 import numpy as np
+
+from novum.data.projection import project
 
 # The 12 edges of a cuboid whose 8 corners are indexed by bits (x, y, z) = (i & 1, i >> 1 & 1, i >> 2 & 1).
 CUBOID_EDGES: tuple[tuple[int, int], ...] = tuple(
@@ -30,22 +31,9 @@ def cuboid_corners(extents) -> np.ndarray:
 
 def project_points(points_pascal: np.ndarray, pose, focal: float, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """PASCAL-frame points [N, 3] -> pixels [N, 2] (u, v) and depth [N] for a pose
-    (azimuth, elevation, theta, distance) seen with ``focal`` in an image of ``size`` (H, W)."""
-    a, e, t, d = (float(v) for v in list(pose)[:4])
-    C = np.array([d * math.cos(e) * math.sin(a), d * math.sin(e), d * math.cos(e) * math.cos(a)])
-    z = -C / max(np.linalg.norm(C), 1e-5)
-    x = np.cross([0.0, 1.0, 0.0], z)
-    x /= max(np.linalg.norm(x), 1e-5)
-    y = np.cross(z, x)
-    y /= max(np.linalg.norm(y), 1e-5)
-    c, s = math.cos(t), math.sin(t)
-    R = np.stack([x, y, z], 1) @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    p = np.asarray(points_pascal, np.float64)
-    v = np.stack([p[:, 0], p[:, 2], -p[:, 1]], 1)          # PASCAL (z up) -> view frame (y up)
-    X = (v - C) @ R
-    h, w = size
-    uv = np.stack([w / 2 - focal * X[:, 0] / X[:, 2], h / 2 - focal * X[:, 1] / X[:, 2]], 1)
-    return uv, X[:, 2]
+    (azimuth, elevation, theta, distance) seen with ``focal`` in an image of ``size`` (H, W):
+    the upstream camera in numpy (:mod:`novum.data.projection`, tested against novum.pose.camera)."""
+    return project(np.asarray(points_pascal, np.float64), [float(v) for v in list(pose)[:4]], focal, size)
 
 
 def draw_wireframe(frame_bgr: np.ndarray, pose, config: Any, extents=None, color=(0, 255, 255),
