@@ -12,14 +12,21 @@ import numpy as np
 from novum.config import PASCAL3D_CLASSES, PASCAL3D_GRIDS
 
 
+def grid_size(w: float, h: float, d: float, number_vertices: int) -> tuple[int, int, int]:
+    """Samples per axis of meshelize's face grids: ``int(extent / edge + 1)`` with
+    ``edge = sqrt(2 * total_area / (2 * number_vertices))``; the mesh has 2(xn yn + xn zn + yn zn) vertices."""
+    total_area = (w * h + h * d + w * d) * 2
+    edge = (total_area / (number_vertices * 2) * 2) ** 0.5
+    return int(w / edge + 1), int(h / edge + 1), int(d / edge + 1)
+
+
 def meshelize(x_range, y_range, z_range, number_vertices: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """Upstream ``createCuboidMesh.meshelize``: 6 unwelded face grids, same vertex and face order."""
     w, h, d = x_range[1] - x_range[0], y_range[1] - y_range[0], z_range[1] - z_range[0]
-    total_area = (w * h + h * d + w * d) * 2
-    edge = (total_area / (number_vertices * 2) * 2) ** 0.5
-    xs = x_range[0] + np.linspace(0, w, int(w / edge + 1))
-    ys = y_range[0] + np.linspace(0, h, int(h / edge + 1))
-    zs = z_range[0] + np.linspace(0, d, int(d / edge + 1))
+    xn, yn, zn = grid_size(w, h, d, number_vertices)
+    xs = x_range[0] + np.linspace(0, w, xn)
+    ys = y_range[0] + np.linspace(0, h, yn)
+    zs = z_range[0] + np.linspace(0, d, zn)
     xn, yn, zn = xs.size, ys.size, zs.size
 
     verts: list[tuple[float, float, float]] = []
@@ -123,11 +130,16 @@ def save_off(path: str | Path, verts: np.ndarray, faces: np.ndarray) -> None:
 
 
 def mesh_with_count(extents, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The cuboid mesh of ``extents`` with exactly ``n`` vertices (searching the density)."""
+    """The cuboid mesh of ``extents`` with exactly ``n`` vertices.
+
+    The density is searched with :func:`grid_size` alone (no meshing); each axis count grows with
+    the density, so a vertex count fixes the grid and every density that reaches it gives the same mesh.
+    """
+    x0, x1, y0, y1, z0, z1 = extents
     for nv in range(20, 4001):
-        v, f = cuboid_mesh(extents, nv)
-        if len(v) == n:
-            return v, f
+        a, b, c = grid_size(x1 - x0, y1 - y0, z1 - z0, nv)
+        if 2 * (a * b + a * c + b * c) == n:
+            return cuboid_mesh(extents, nv)
     raise ValueError(f"no mesh density gives {n} vertices for cuboid {extents}")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from novum.config import PASCAL3D_N_LIST
 from novum.errors import InputError
-from novum.mesh import cuboid_mesh, mesh_with_count, nocs_colors, upstream_extents
+from novum.mesh import mesh_with_count, nocs_colors, upstream_extents
 
 _TABLES: dict[str, np.ndarray] = {}
 
@@ -31,11 +31,6 @@ def _as_dict(config: Any) -> dict:
     raise InputError(f"part colours need the model config as a dict, got {type(config).__name__}")
 
 
-def _class_verts(extents, n: int) -> np.ndarray:
-    v, _ = cuboid_mesh(extents, 1000)                      # upstream density first: no search needed
-    if len(v) != n:
-        v, _ = mesh_with_count(extents, n)
-    return v
 
 
 def color_table(config: Any) -> np.ndarray:
@@ -55,7 +50,7 @@ def color_table(config: Any) -> np.ndarray:
         extents = upstream_extents()    # same grid as the official meshes, so the same normalised colours
     table = np.zeros((len(n_list) * max_n + 1, 3), np.uint8)
     for c, (e, n) in enumerate(zip(extents, n_list)):
-        col = nocs_colors(_class_verts(e, n))
+        col = nocs_colors(mesh_with_count(e, n)[0])
         table[c * max_n: c * max_n + n] = np.round(col * 255).astype(np.uint8)
     _TABLES[key] = table
     return table

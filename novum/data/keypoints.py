@@ -13,29 +13,13 @@ from functools import lru_cache
 import numpy as np
 
 from novum.data.projection import camera_position_pascal, project, uv_to_kp
-from novum.mesh import cuboid_mesh, mesh_with_count
-
-
-def _density_for_count(extents, n: int) -> int | None:
-    """The smallest upstream mesh density giving ``n`` vertices, from meshelize's grid-size formula."""
-    x0, x1, y0, y1, z0, z1 = extents
-    w, h, d = x1 - x0, y1 - y0, z1 - z0
-    area = (w * h + h * d + w * d) * 2
-    for nv in range(20, 4001):
-        edge = (area / (nv * 2) * 2) ** 0.5
-        a, b, c = int(w / edge + 1), int(h / edge + 1), int(d / edge + 1)
-        if 2 * (a * b + a * c + b * c) == n:
-            return nv
-    return None
+from novum.mesh import mesh_with_count
 
 
 @lru_cache(maxsize=64)
 def class_mesh(extents: tuple[float, ...], n: int) -> tuple[np.ndarray, np.ndarray]:
     """The cuboid mesh of ``extents`` with ``n`` vertices (the model's keypoints), cached."""
-    nv = _density_for_count(extents, n)
-    v, f = cuboid_mesh(extents, nv) if nv is not None else (None, None)
-    if v is None or len(v) != n:
-        v, f = mesh_with_count(extents, n)
+    v, f = mesh_with_count(extents, n)
     v.setflags(write=False)
     f.setflags(write=False)
     return v, f
