@@ -9,8 +9,6 @@ size keeps it in distribution. Written with OpenCV's ``mp4v`` codec; the per-fra
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +22,7 @@ from novum.data.occluders import occluder_texture
 from novum.data.projection import camera_position_pascal
 from novum.data.render import compile_shape, render
 from novum.errors import InputError
+from novum.io import atomic_path, atomic_write_text
 
 DEFAULT_CLIP_CLASSES = ("car", "aeroplane", "bicycle", "chair", "bus", "tvmonitor", "bottle")
 
@@ -86,11 +85,9 @@ def make_clip(out: str | Path, classes: Sequence[str] = DEFAULT_CLIP_CLASSES, se
         raise InputError(f"{out}: the clip needs a video file name ending in .mp4")
     h, w = image_size
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
     frames = []
-    try:
-        vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    with atomic_path(out, keep_suffix=True) as tmp:
+        vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         if not vw.isOpened():
             raise InputError("OpenCV cannot write mp4v video here; install opencv-python(-headless) with FFmpeg")
         try:
@@ -100,13 +97,7 @@ def make_clip(out: str | Path, classes: Sequence[str] = DEFAULT_CLIP_CLASSES, se
                 frames.append(info)
         finally:
             vw.release()
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     if truth is not None:
-        from novum.io import atomic_write_text
-
         atomic_write_text(truth, json.dumps({"fps": fps, "size": [h, w], "focal": 3000.0 * h / 640.0,
                                              "frames": frames}, indent=0))
     return out
