@@ -35,10 +35,7 @@ class NeuralVolumes(nn.Module):
         self.register_buffer("bank", random_unit_rows(config.num_vertex_rows, dim, generator))
         self.register_buffer("clutter", random_unit_rows(config.n_clutter, dim, generator))
         if meshes is None and config.extents is not None:
-            meshes = [cuboid_mesh(e) for e in config.extents]
-            if config.n_list != tuple(len(v) for v, _ in meshes):
-                # small models mesh with fewer vertices; find the count that reproduces n_list
-                meshes = [mesh_with_count(e, n) for e, n in zip(config.extents, config.n_list)]
+            meshes = [mesh_with_count(e, n) for e, n in zip(config.extents, config.n_list)]
         self.meshes = meshes
         if meshes is not None:
             got = tuple(len(v) for v, _ in meshes)
