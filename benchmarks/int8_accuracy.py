@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from novum.calibration.readers import synthetic_frames
     from novum.checkpoint import load_model
     from novum.export.onnx import export_onnx
-    from novum.export.verify import run_onnx
+    from novum.runtime.backends.ort import run_onnx
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from novum.runtime.backends.ort import run_onnx
+
 
 @dataclass
 class FallbackResult:
@@ -29,8 +31,6 @@ class FallbackResult:
 def search(build: Callable[[list[str], Path], Path], backbone: list[str], fp32: Path, frames: np.ndarray,
            threshold: float, max_layers: int, work: Path, log: Callable[[str], None] = lambda s: None) -> FallbackResult:
     """``build(nodes, path)`` writes a Q/DQ model quantizing ``nodes``; returns the layers to keep fp32."""
-    from novum.export.verify import run_onnx
-
     ref = run_onnx(fp32, frames, max_batch=8)["scores"]
     top2 = np.sort(ref, 1)[:, -2:] if ref.shape[1] > 1 else np.concatenate([ref - np.inf, ref], 1)
     half_margin = (top2[:, 1] - top2[:, 0]) / 2

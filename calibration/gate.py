@@ -12,6 +12,7 @@ import numpy as np
 
 from novum.calibration.readers import FrameSet
 from novum.errors import NovumError
+from novum.runtime.backends.ort import run_onnx
 
 DEFAULT_THRESHOLD = 0.99
 
@@ -55,8 +56,6 @@ class GateReport:
 def compare_models(fp32: str | Path, int8: str | Path, held: FrameSet, threshold: float = DEFAULT_THRESHOLD,
                    batch: int = 8) -> GateReport:
     """Run both graphs on ``held`` and compare their top-1 (and accuracy, with labels)."""
-    from novum.export.verify import run_onnx
-
     if len(held) == 0:
         raise NovumError("no held-out frames for the INT8 accuracy gate; pass more data to --calib")
     a = run_onnx(fp32, held.frames, max_batch=batch)

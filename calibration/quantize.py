@@ -29,11 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import onnx
+
 from novum.calibration import cache as calib_cache
+from novum.calibration.fallback import search
 from novum.calibration.gate import DEFAULT_THRESHOLD, AccuracyGateError, GateReport, compare_models
 from novum.calibration.readers import FrameSet, OrtCalibrationReader, calibration_frames
 from novum.calibration.recipe import OP_TYPES, RECIPE_VERSION, QdqSummary, QuantizeError, dedicate_qdq, \
     find_parts, inspect_qdq, settle_output_qdq
+from novum.contracts.onnx_file import load_onnx, onnx_sha256, read_metadata, save_onnx, set_metadata, staging_dir
 from novum.errors import InputError
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -83,10 +87,6 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
              gate: bool = True, cache: bool = True, fallback: int = 0,
              log: Callable[[str], None] | None = print) -> Int8Result:
     """:func:`quantize_int8` returning the details (cache hit, Q/DQ summary, gate report)."""
-    import onnx
-
-    from novum.export.onnx import load_onnx, onnx_sha256, read_metadata, save_onnx, set_metadata, staging_dir
-
     say = log or (lambda s: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -147,8 +147,6 @@ def quantize(fp32_onnx: str | Path, out_path: str | Path, *, calib: str | Path =
 
         fp32_layers: list[str] = []
         if fallback > 0:
-            from novum.calibration.fallback import search
-
             def build(nodes: list[str], path: Path) -> Path:
                 _quantize_static(pre, path, None, method, nodes, ort_cache)
                 p = load_onnx(path)

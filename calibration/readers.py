@@ -2,7 +2,7 @@
 
 Every reader returns a :class:`FrameSet`: uint8 BGR frames [N, H, W, 3] at the model's input size
 and one name per frame (recorded in the INT8 model's metadata). Frames from disk go through the
-runtime's own :class:`novum.runtime.framing.Framer` (centred crop of the model's aspect ratio,
+runtime's own :class:`novum.contracts.framing.Framer` (centred crop of the model's aspect ratio,
 resize, zero padding), so calibration sees what ``novum-run`` feeds the model. Which frames are
 taken is a pure function of the source and the seed.
 
@@ -17,7 +17,6 @@ taken is a pure function of the source and the seed.
 """
 from __future__ import annotations
 
-import glob as globlib
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -26,10 +25,15 @@ from typing import Iterator
 
 import numpy as np
 
-from novum.config import ModelConfig
-from novum.errors import InputError
+import cv2
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+from novum.config import ModelConfig
+from novum.contracts.framing import Framer
+from novum.contracts.images import is_glob, is_image, list_images
+from novum.data.synthetic import SyntheticConfig, SyntheticDataset
+from novum.errors import InputError
+from novum.runtime.sources import VideoFileSource
+
 SYNTHETIC_SPECS = ("demo", "synthetic")
 
 
@@ -99,17 +103,14 @@ def calibration_frames(spec: str | Path, config: ModelConfig, n: int, seed: int 
         calib = synthetic_frames(config, n, seed, split="train")
         held = synthetic_frames(config, holdout, seed, split="test") if holdout > 0 else None
         return calib, held
-    if any(ch in s for ch in "*?["):
-        files = sorted(Path(p) for p in globlib.glob(s) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise InputError(f"--calib {s}: the glob matches no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return image_frames(files, config.input_size, n, seed, holdout, source=s)
+    if is_glob(s):
+        return image_frames(list_images(s, f"--calib {s}"), config.input_size, n, seed, holdout, source=s)
     p = Path(s).expanduser()
     if p.is_dir():
         return folder_frames(p, config.input_size, n, seed, holdout)
     if not p.exists():
         raise InputError(f"--calib {s}: not found; pass a folder of images, a video, or 'demo' (synthetic frames)")
-    if p.suffix.lower() in IMAGE_SUFFIXES:
+    if is_image(p):
         raise InputError(f"--calib {s}: one image is too little to calibrate on; pass a folder of images or a video")
     return video_frames(p, config.input_size, n, seed, holdout)
 
@@ -117,8 +118,6 @@ def calibration_frames(spec: str | Path, config: ModelConfig, n: int, seed: int 
 def synthetic_frames(config: ModelConfig, n: int, seed: int = 0, split: str = "train",
                      occlusion: str | None = None) -> FrameSet:
     """``n`` synthetic frames for ``config`` (classes in turn: sample k has class k % C), with labels."""
-    from novum.data.synthetic import SyntheticConfig, SyntheticDataset
-
     C = config.num_classes
     per_class = max(1, math.ceil(n / C))
     ds = SyntheticDataset(SyntheticConfig(per_class=per_class, split=split, seed=seed, occlusion=occlusion,
@@ -139,19 +138,12 @@ def synthetic_frames(config: ModelConfig, n: int, seed: int = 0, split: str = "t
 def folder_frames(folder: str | Path, input_size: tuple[int, int], n: int, seed: int = 0,
                   holdout: int = 0) -> tuple[FrameSet, FrameSet | None]:
     """``n`` images of ``folder`` (drawn with ``seed``) and up to ``holdout`` other ones, framed."""
-    folder = Path(folder)
-    files = sorted(q for q in folder.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
-    if not files:
-        raise InputError(f"--calib {folder}: the folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    files = list_images(folder, f"--calib {folder}")
     return image_frames(files, input_size, n, seed, holdout, source=str(folder))
 
 
 def image_frames(files: list[Path], input_size: tuple[int, int], n: int, seed: int, holdout: int,
                  source: str) -> tuple[FrameSet, FrameSet | None]:
-    import cv2
-
-    from novum.runtime.framing import Framer
-
     pick, rest = _draw(len(files), n, holdout, seed)
     framer = Framer(input_size)
 
@@ -171,9 +163,6 @@ def image_frames(files: list[Path], input_size: tuple[int, int], n: int, seed: i
 def video_frames(path: str | Path, input_size: tuple[int, int], n: int, seed: int = 0,
                  holdout: int = 0) -> tuple[FrameSet, FrameSet | None]:
     """``n`` frames of the video drawn with ``seed`` and up to ``holdout`` other ones, framed."""
-    from novum.runtime.framing import Framer
-    from novum.runtime.sources import VideoFileSource
-
     path = Path(path)
     framer = Framer(input_size)
     with VideoFileSource(path) as src:

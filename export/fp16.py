@@ -23,7 +23,7 @@ import onnx
 import onnx.numpy_helper
 import onnx.shape_inference
 
-from novum.export.onnx import ExportError, load_onnx, read_raw_metadata, save_onnx, set_metadata, staging_dir
+from novum.contracts.onnx_file import OnnxFileError, load_onnx, read_raw_metadata, save_onnx, set_metadata, staging_dir
 
 HEAD_CHAIN_OPS = {"Div", "Add", "Mul", "Sub"}
 # Inputs that stay float32 whatever the data type (Resize roi / scales).
@@ -37,7 +37,7 @@ def convert_fp16(src: str | Path, dst: str | Path, *, head: str = "fp16") -> Pat
     src, dst = Path(src), Path(dst)
     meta = read_raw_metadata(src)
     if meta.get("precision", "fp32") != "fp32":
-        raise ExportError(f"{src}: is already {meta.get('precision')}; convert the fp32 export")
+        raise OnnxFileError(f"{src}: is already {meta.get('precision')}; convert the fp32 export")
     proto = load_onnx(src)
     constants_to_initializers(proto.graph)
     keep = fp32_nodes(proto, head=head)
@@ -140,7 +140,7 @@ def fp32_nodes(proto: onnx.ModelProto, head: str = "fp16") -> set[str]:
     convs = [n for n in g.node if n.op_type == "Conv"]
     norms = [n for n in g.node if n.op_type == "ReduceL2"]
     if not convs or len(norms) != 1:
-        raise ExportError("not a novum graph (expected Conv layers and one ReduceL2 normalisation)")
+        raise OnnxFileError("not a novum graph (expected Conv layers and one ReduceL2 normalisation)")
     keep = _ancestors(convs[0].input[0], producer)                 # preprocessing
     feat = norms[0].input[0]                                       # last conv output (unnormalised)
     head_nodes = _descendants(feat, consumers)                     # normalisation + head
@@ -166,7 +166,7 @@ def topological_sort(g: onnx.GraphProto) -> None:
             else:
                 rest.append(n)
         if len(rest) == len(pending):
-            raise ExportError(f"fp16 conversion left a cycle or a dangling input at node {rest[0].name}")
+            raise OnnxFileError(f"fp16 conversion left a cycle or a dangling input at node {rest[0].name}")
         pending = rest
     del g.node[:]
     g.node.extend(done)

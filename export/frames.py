@@ -11,9 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from novum.contracts.images import list_images
 from novum.errors import InputError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def render_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -24,9 +23,7 @@ def render_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def load_frames(folder: str | Path, n: int, h: int, w: int) -> np.ndarray:
     """Up to ``n`` images from ``folder``, resized to h x w (BGR uint8)."""
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
-    if not files:
-        raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) to verify with")
+    files = list_images(folder, f"--verify-images {folder}")[:n]
     out = []
     for p in files:
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)

@@ -4,46 +4,28 @@ Graph = :func:`novum.model.preprocess_bgr` (cast, BGR->RGB, normalisation) -> ba
 :func:`novum.head.match` (block-wise: the [C*max_n x pixels] matrix never exists). Input
 ``images`` uint8 [B, H, W, 3] (dynamic B, static H, W); outputs ``scores`` f32 [B, C],
 ``vertex`` int32 [B, h, w], ``vertex_score`` f32 [B, h, w] and, with ``features=True``,
-``features`` [B, D, h, w]. Everything a loader needs travels in ``metadata_props``
-(:func:`read_metadata` decodes it, including the full ModelConfig under ``novum_config``).
+``features`` [B, D, h, w]. Names, ``metadata_props`` and file handling are the contract in
+:mod:`novum.contracts.onnx_file`.
 
 Exporter: the TorchScript exporter (``dynamo=False``) at :data:`OPSET`. Measured on the small
 model and on ResNet-50 at 640x800 it gives a clean graph (no shape-computation subgraphs with
 static H, W), writes one self-contained file below 2 GB, and is several times faster than the
-dynamo exporter. Files with external data (``.data`` next to the ``.onnx``) are handled
-everywhere too: :func:`onnx_files`, :func:`onnx_sha256`, :func:`copy_onnx`.
+dynamo exporter.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
 
 import onnx
 import torch
 from torch import Tensor, nn
 
 from novum.config import ModelConfig
-from novum.errors import InputError, NovumError
+from novum.contracts.onnx_file import (DEFAULT_MAX_BATCH, FEATURES_NAME, INPUT_NAME, OPSET, OUTPUT_NAMES, build_metadata,
+                                       save_onnx, set_metadata, staging_dir)
 from novum.head import match, match_dense
-
-# TensorRT 10.3 (JetPack 6) and 11.x parse it; ORT static INT8 quantization needs <= 20.
-OPSET = 17
-INPUT_NAME = "images"
-INPUT_FORMAT = "uint8 NHWC BGR"
-OUTPUT_NAMES = ("scores", "vertex", "vertex_score")
-FEATURES_NAME = "features"
-DEFAULT_MAX_BATCH = 8
-
-
-class ExportError(NovumError):
-    """The ONNX graph could not be written or read."""
+from novum.model import preprocess_bgr
 
 
 class ExportGraph(nn.Module):
@@ -61,8 +43,6 @@ class ExportGraph(nn.Module):
         self.dense = dense
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        from novum.model import preprocess_bgr
-
         c = self.config
         # Cast first: TensorRT takes uint8 only as network I/O feeding a Cast (not a Gather).
         # uint8 -> float32 is exact, so this is NovumModel.preprocess to the bit.
@@ -72,30 +52,6 @@ class ExportGraph(nn.Module):
         out = head(f, self.bank, c.n_list, c.max_n, None, c.stride)
         res = (out.scores, out.vertex, out.vertex_score)
         return res + (f,) if self.features else res
-
-
-def build_metadata(config: ModelConfig, *, precision: str, opset: int, features: bool,
-                   source_sha256: str | None, max_batch: int) -> dict[str, str]:
-    """The ``metadata_props`` of an export (all values strings; JSON where structured)."""
-    from novum import __version__
-
-    outputs = list(OUTPUT_NAMES) + ([FEATURES_NAME] if features else [])
-    return {
-        "novum_config": json.dumps(config.to_dict()),
-        "classes": json.dumps(list(config.classes)),
-        "input_name": INPUT_NAME,
-        "input_format": INPUT_FORMAT,
-        "input_size": json.dumps(list(config.input_size)),
-        "precision": precision,
-        "opset": str(opset),
-        "novum_version": str(__version__),
-        "source_sha256": source_sha256 or "",
-        "max_n": str(config.max_n),
-        "n_list": json.dumps(list(config.n_list)),
-        "outputs": json.dumps(outputs),
-        "max_batch": str(max_batch),
-        "stride": str(config.stride),
-    }
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, features: bool = False, max_batch: int = DEFAULT_MAX_BATCH,
@@ -137,160 +93,3 @@ def set_static_output_dims(proto: onnx.ModelProto, shapes: dict[str, tuple[int, 
         for d, size in zip(list(dims)[1:], shapes[out.name][1:]):
             d.ClearField("dim_param")
             d.dim_value = int(size)
-
-
-# ----------------------------------------------------------------------------------------------
-# metadata
-
-
-def set_metadata(proto: onnx.ModelProto, meta: dict[str, str]) -> None:
-    """Replace/add ``metadata_props`` entries in place."""
-    keep = [p for p in proto.metadata_props if p.key not in meta]
-    del proto.metadata_props[:]
-    for p in keep:
-        proto.metadata_props.add(key=p.key, value=p.value)
-    for k, v in meta.items():
-        proto.metadata_props.add(key=k, value=str(v))
-    proto.producer_name = "novum"
-
-
-def read_raw_metadata(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` as strings, without loading external weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: ONNX file not found")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError / google.protobuf errors
-        raise ExportError(f"{path}: not a readable ONNX file ({_short(e)})") from None
-    return {p.key: p.value for p in proto.metadata_props}
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Decoded metadata of a novum ONNX file: JSON values parsed, ``config`` = the ModelConfig."""
-    raw = read_raw_metadata(path)
-    if "novum_config" not in raw:
-        raise ExportError(f"{path}: an ONNX file without novum metadata; export it with novum-export")
-    out: dict[str, Any] = dict(raw)
-    for k in ("novum_config", "classes", "input_size", "n_list", "outputs"):
-        if k in raw:
-            out[k] = json.loads(raw[k])
-    for k in ("max_n", "opset", "max_batch", "stride"):
-        if raw.get(k):
-            out[k] = int(raw[k])
-    out["config"] = ModelConfig.from_dict(out["novum_config"])
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# files: single-file or external data, atomic placement
-
-
-def onnx_files(path: str | Path) -> list[Path]:
-    """The ``.onnx`` file followed by the external-data files it references (if any)."""
-    path = Path(path)
-    proto = onnx.load(str(path), load_external_data=False)
-    names: set[str] = set()
-    for t in _all_initializers(proto):
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            for e in t.external_data:
-                if e.key == "location":
-                    names.add(e.value)
-    return [path] + [path.parent / n for n in sorted(names)]
-
-
-def onnx_sha256(path: str | Path) -> str:
-    """sha256 of the model: the ``.onnx`` bytes, then each external-data file's, in order."""
-    h = hashlib.sha256()
-    for p in onnx_files(path):
-        with open(p, "rb") as f:
-            while b := f.read(1 << 20):
-                h.update(b)
-    return h.hexdigest()
-
-
-def copy_onnx(src: str | Path, dst: str | Path) -> Path:
-    """Copy an ONNX file with its external data (same names next to ``dst``, data first)."""
-    src, dst = Path(src), Path(dst)
-    files = onnx_files(src)
-    with staging_dir(dst.parent) as tmp:
-        for f in files[1:]:
-            shutil.copyfile(f, tmp / f.name)
-        shutil.copyfile(files[0], tmp / dst.name)
-        _place(tmp, dst, [f.name for f in files[1:]])
-    return dst
-
-
-def load_onnx(path: str | Path) -> onnx.ModelProto:
-    """Load with external data (from next to ``path``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: ONNX file not found")
-    try:
-        return onnx.load(str(path), load_external_data=True)
-    except Exception as e:
-        raise ExportError(f"{path}: not a readable ONNX file ({_short(e)})") from None
-
-
-def save_onnx(proto: onnx.ModelProto, path: Path, tmp: Path) -> None:
-    """Write ``proto`` into staging dir ``tmp`` (external data above 2 GB) and move it onto ``path``."""
-    big = proto.ByteSize() > 2_000_000_000 if _serialisable(proto) else True
-    data_name = path.name + ".data"
-    staged = tmp / path.name
-    if big:
-        onnx.save_model(proto, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name)
-        _place(tmp, path, [data_name])
-    else:
-        onnx.save_model(proto, str(staged))
-        stale = path.parent / data_name
-        _place(tmp, path, [])
-        with contextlib.suppress(FileNotFoundError):
-            if stale.is_file() and data_name not in {f.name for f in onnx_files(path)[1:]}:
-                stale.unlink()
-
-
-@contextlib.contextmanager
-def staging_dir(parent: str | Path) -> Iterator[Path]:
-    """A temporary folder inside ``parent`` (same filesystem, so moves are renames), always removed."""
-    parent = Path(parent)
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".novum-export-", dir=parent))
-    except OSError as e:
-        raise InputError(f"{parent}: output folder is not writable ({e.strerror}); pass a writable --output-dir") from None
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _place(tmp: Path, path: Path, data_names: list[str]) -> None:
-    for n in data_names:  # data first: a visible .onnx always has its weights
-        os.replace(tmp / n, path.parent / n)
-    os.replace(tmp / path.name, path)
-
-
-def _serialisable(proto: onnx.ModelProto) -> bool:
-    try:
-        proto.ByteSize()
-        return True
-    except Exception:
-        return False
-
-
-def _all_initializers(proto: onnx.ModelProto):
-    def walk(g):
-        yield from g.initializer
-        for n in g.node:
-            for a in n.attribute:
-                if a.g is not None and a.HasField("g"):
-                    yield from walk(a.g)
-                for sg in a.graphs:
-                    yield from walk(sg)
-    yield from walk(proto.graph)
-
-
-def _short(e: Any, n: int = 160) -> str:
-    s = " ".join(str(e).split())
-    return s if len(s) <= n else s[: n - 3] + "..."

@@ -4,17 +4,19 @@ Strongly typed network (precision comes from the ONNX file: fp32, fp16 casts, or
 addressed by name, one optimisation profile over the batch range, a persistent timing cache,
 ``strict_fp32`` clears TF32, optional version-compatible / hardware-compatible plans. No weak
 typing flags (``BuilderFlag.FP16``/``INT8`` are gone in 11.0). The plan is written with a JSON
-sidecar (:mod:`novum.export.sidecar`).
+sidecar (:mod:`novum.contracts.sidecar`).
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
+from novum.contracts.cache import cache_dir
+from novum.contracts.onnx_file import INPUT_NAME, onnx_sha256, read_metadata
+from novum.contracts.sidecar import write_sidecar
 from novum.errors import NovumError
 from novum.io import atomic_path, atomic_write_bytes
 
@@ -68,9 +70,8 @@ def engine_unavailable_reason() -> str | None:
 
 
 def default_timing_cache(trt_version: str, compute_capability: tuple[int, int]) -> Path:
-    """``$XDG_CACHE_HOME/novum/timing-trt<version>-sm<cc>.cache``: reused by every later build."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "novum"
-    return root / f"timing-trt{trt_version}-sm{''.join(map(str, compute_capability))}.cache"
+    """``<cache>/timing-trt<version>-sm<cc>.cache`` (:func:`novum.contracts.cache.cache_dir`): reused by every later build."""
+    return cache_dir() / f"timing-trt{trt_version}-sm{''.join(map(str, compute_capability))}.cache"
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, options: EngineOptions | None = None,
@@ -80,9 +81,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, options: Eng
 
     ``trt`` and ``gpu`` default to the installed ``tensorrt`` and CUDA device 0 (tests pass fakes).
     """
-    from novum.export.onnx import INPUT_NAME, onnx_sha256, read_metadata
-    from novum.export.sidecar import write_sidecar
-
     trt = trt or import_tensorrt()
     if trt is None:
         raise EngineBuildError("TensorRT is not installed; pip install '.[trt]' on a machine with an NVIDIA GPU")

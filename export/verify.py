@@ -14,6 +14,7 @@ may flip; their count is reported).
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from novum.contracts.onnx_file import read_metadata
 from novum.errors import NovumError
+from novum.export.frames import render_frames
+from novum.runtime.backends import load
+from novum.runtime.backends.ort import run_onnx
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,6 @@ def verify(model: Any, targets: list[str | Path], *, frames: np.ndarray | None =
     """
     import torch
 
-    from novum.export.frames import render_frames
-
     H, W = model.config.input_size
     if frames is None:
         frames = render_frames(n_frames, H, W, seed)
@@ -199,40 +202,18 @@ def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], target: str,
     return rep
 
 
-def run_onnx(path: str | Path, frames: np.ndarray, providers: list[str] | None = None,
-             max_batch: int | None = None) -> dict[str, np.ndarray]:
-    """All outputs of an ONNX file on ``frames`` (ONNX Runtime, batched by ``max_batch``)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    step = max_batch or len(frames)
-    parts = [sess.run(names, {sess.get_inputs()[0].name: frames[i:i + step]}) for i in range(0, len(frames), step)]
-    return {n: np.concatenate([p[j] for p in parts]) for j, n in enumerate(names)}
-
-
 def _run_target(target: Path, frames: np.ndarray, providers):
     """(outputs, backend, precision, seconds) or (None, backend, precision, why-skipped)."""
     if target.suffix == ".onnx":
-        from novum.export.onnx import read_metadata
-
         meta = read_metadata(target)
         t0 = time.perf_counter()
         out = run_onnx(target, frames, providers, meta.get("max_batch"))
         return out, "onnxruntime", meta.get("precision", "fp32"), time.perf_counter() - t0
-    import json
-
     side_path = Path(str(target) + ".json")
     side = json.loads(side_path.read_text()) if side_path.is_file() else {}
     precision = side.get("precision", "fp32")
     if precision == "fp32" and not side.get("strict_fp32", False):
         precision = "tf32"
-    try:
-        from novum.runtime.backends import load
-    except ImportError:
-        return None, "tensorrt", precision, "the TensorRT runtime backend (novum.runtime) is not in this build"
     try:
         backend = load(target)
     except NovumError as e:

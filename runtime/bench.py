@@ -89,7 +89,7 @@ def notes(rows: list[Row]) -> list[str]:
 
 def _frames_and_video(source: str | None, input_size: tuple[int, int], n: int, work: Path) -> tuple[np.ndarray, Path, str]:
     """Framed frames for agreement/latency, and the video the pipeline runs on."""
-    from novum.runtime.framing import Framer
+    from novum.contracts.framing import Framer
     from novum.runtime.sources import VideoFileSource, open_source
 
     src_path = None

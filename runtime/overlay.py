@@ -1,26 +1,13 @@
 """Drawing on frames: label + confidence (vote share) + FPS, the crop box, part colours, wireframe."""
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 
-from novum.errors import NovumError
-from novum.runtime.framing import Crop, Framer
+from novum.contracts.framing import Crop, Framer
 from novum.runtime.results import Prediction
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def load_parts() -> Any:
-    """``novum.runtime.parts.blend_parts`` (the part-correspondence colours), or a one-line error."""
-    try:
-        from novum.runtime.parts import blend_parts
-    except ImportError:
-        raise NovumError("--parts needs novum.runtime.parts (part-correspondence colours), which this install lacks; "
-                         "run without --parts") from None
-    return blend_parts
 
 
 def text_block(img: np.ndarray, lines: list[tuple[str, float, tuple[int, int, int]]], org: tuple[int, int]) -> None:

@@ -22,9 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from novum.contracts.framing import Crop, Framer
 from novum.errors import NovumError
 from novum.runtime.backends.base import Backend
-from novum.runtime.framing import Crop, Framer
+from novum.runtime.overlay import draw
+from novum.runtime.parts import blend_parts
+from novum.runtime.pose import PoseWorker
 from novum.runtime.results import Prediction, predict
 from novum.runtime.sinks import JsonlSink, VideoSink
 from novum.runtime.sources import Frame, Source
@@ -95,15 +98,11 @@ class Pipeline:
         self.q_out: queue.Queue = queue.Queue(self.opts.queue_size)
         self.blend_parts = None
         if self.opts.parts:
-            from novum.runtime.overlay import load_parts
-
-            self.blend_parts = load_parts()
+            self.blend_parts = blend_parts
             if "vertex" not in backend.output_names:
                 raise NovumError(f"{backend.path.name}: --parts needs the 'vertex' output, which this model lacks")
         self.pose = None
         if self.opts.pose_every:
-            from novum.runtime.pose import PoseWorker
-
             if "features" not in backend.output_names:
                 raise NovumError(f"{backend.path.name}: pose needs the 'features' output; export the model with "
                                  f"novum-export --features")
@@ -241,8 +240,6 @@ class Pipeline:
         if self.pose is not None:
             self._pose_step(item, pred)
             view = self.pose.draw(view if view is not None else item.image.copy(), pred.index)
-        from novum.runtime.overlay import draw
-
         return draw(frame, pred, item.crop, fps, item.model_ms, view, self.framer)
 
     def _pose_step(self, item: _Item, pred: Prediction) -> None:
@@ -290,8 +287,6 @@ class Pipeline:
                 print("pose: this model has no 'features' output (export with --features)", flush=True)
                 return
             try:
-                from novum.runtime.pose import PoseWorker
-
                 self.pose = PoseWorker(self.opts.pose_checkpoint, self.backend.metadata)
             except NovumError as e:
                 print(f"pose: {e}", flush=True)

@@ -13,19 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from novum.config import ModelConfig
 from novum.errors import NovumError
+from novum.pose.draw import draw_wireframe
 
 
 class PoseWorker:
     def __init__(self, checkpoint: Path | None, metadata: dict[str, Any]) -> None:
         if checkpoint is None:
             raise NovumError("pose needs the native checkpoint the model came from: pass --pose-model model.safetensors")
-        try:
-            from novum.pose.draw import draw_wireframe
-            from novum.pose.refine import load_refiner  # imports torch: only when a pose is asked for
-        except ImportError:
-            raise NovumError("pose needs novum.pose.refine and novum.pose.draw_wireframe, which this install lacks") from None
-        from novum.config import ModelConfig
+        from novum.pose.refine import load_refiner  # imports torch: only when a pose is asked for
 
         self.config = ModelConfig.from_dict(metadata)
         self._draw = draw_wireframe

@@ -18,7 +18,6 @@ one-line reason in ``Source.error``.
 """
 from __future__ import annotations
 
-import glob as globlib
 import threading
 import time
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from novum.contracts.images import is_glob, is_image, list_images
 from novum.errors import InputError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 OPEN_TIMEOUT_MS = 10000
 
@@ -230,19 +229,13 @@ def open_source(spec: str | int | Path, keep_all: bool = False) -> Source:
     if s.lower().startswith(STREAM_PREFIXES):
         cap = _open_capture(s, s, f"cannot open the stream (unreachable, wrong URL or codec; waited {OPEN_TIMEOUT_MS // 1000} s)")
         return LiveSource(cap, s, keep_all)
-    if any(ch in s for ch in "*?["):
-        paths = sorted(Path(p) for p in globlib.glob(s) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise InputError(f"{s}: the glob matches no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return ImageSource(paths, s)
+    if is_glob(s):
+        return ImageSource(list_images(s), s)
     p = Path(s).expanduser()
     if p.is_dir():
-        paths = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
-        if not paths:
-            raise InputError(f"{p}: the folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return ImageSource(paths, str(p))
+        return ImageSource(list_images(p), str(p))
     if not p.exists():
         raise InputError(f"{p}: source not found; pass a camera index, a video, an image, a folder, a glob, a URL or 'demo'")
-    if p.suffix.lower() in IMAGE_SUFFIXES:
+    if is_image(p):
         return ImageSource([p], str(p))
     return VideoFileSource(p)

@@ -8,8 +8,8 @@ import pytest
 from novum.calibration.readers import (OrtCalibrationReader, calibration_frames, folder_frames, synthetic_frames,
                                        video_frames)
 from novum.config import small_config
+from novum.contracts.framing import Framer
 from novum.errors import InputError
-from novum.runtime.framing import Framer
 
 SIZE = (128, 160)
 

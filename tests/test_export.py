@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from factories import make_small_model, structured_frames
+from novum.contracts.onnx_file import OPSET, read_metadata
 from novum.export.fp16 import convert_fp16
 from novum.export.frames import render_frames
-from novum.export.onnx import OPSET, export_onnx, read_metadata
-from novum.export.verify import TOLERANCES, compare, run_onnx, verify
+from novum.export.onnx import export_onnx
+from novum.export.verify import TOLERANCES, compare, verify
 from novum.io import sha256_file
+from novum.runtime.backends.ort import run_onnx
 
 
 @pytest.fixture(scope="session")

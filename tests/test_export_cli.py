@@ -9,9 +9,9 @@ import pytest
 
 from factories import structured_frames
 from novum.checkpoint import save_native
+from novum.contracts.onnx_file import OnnxFileError, copy_onnx, onnx_files, onnx_sha256, read_metadata
 from novum.export.cli import main
-from novum.export.onnx import ExportError, copy_onnx, onnx_files, onnx_sha256, read_metadata
-from novum.export.verify import run_onnx
+from novum.runtime.backends.ort import run_onnx
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +132,9 @@ def test_default_checkpoint_is_the_demo_model(tmp_path, capsys):
 def test_not_an_onnx_file(tmp_path):
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"not a protobuf at all \xff\xfe")
-    with pytest.raises(ExportError, match="not a readable ONNX file"):
+    with pytest.raises(OnnxFileError, match="not a readable ONNX file"):
         read_metadata(bad)
     plain = tmp_path / "plain.onnx"
     onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(plain))
-    with pytest.raises(ExportError, match="without novum metadata"):
+    with pytest.raises(OnnxFileError, match="without novum metadata"):
         read_metadata(plain)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from fakes.fake_tensorrt import Builder as FakeBuilder
+from novum.contracts.onnx_file import onnx_sha256
+from novum.contracts.sidecar import EngineMismatchError, check_sidecar, sidecar_path
 from novum.export.fp16 import convert_fp16
-from novum.export.onnx import export_onnx, onnx_sha256
-from novum.export.sidecar import EngineMismatchError, check_sidecar, sidecar_path
+from novum.export.onnx import export_onnx
 from novum.export.tensorrt import EngineBuildError, EngineOptions, build_engine
 
 FAKE_GPU = ("NVIDIA Fake Orin", (8, 7))
@@ -166,7 +167,7 @@ def native_small(small_model, tmp_path_factory):
 
 
 def write_side(tmp_path, **kw):
-    from novum.export.sidecar import write_sidecar
+    from novum.contracts.sidecar import write_sidecar
 
     eng = tmp_path / "m.engine"
     eng.write_bytes(b"plan")

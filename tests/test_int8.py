@@ -99,7 +99,7 @@ def test_int8_runs_on_ort_cpu_close_to_fp32(fp32_onnx, int8):
     """Stated tolerance (random-weight small model, structured frames): per-pixel feature cosine
     mean >= 0.97 and min >= 0.85; winning similarity (vertex_score, in [0, 1]) mean abs error <= 0.02."""
     from factories import structured_frames
-    from novum.export.verify import run_onnx
+    from novum.runtime.backends.ort import run_onnx
 
     frames = structured_frames(6, *SIZE, seed=5)
     a, b = run_onnx(fp32_onnx, frames), run_onnx(int8.path, frames)
@@ -111,7 +111,7 @@ def test_int8_runs_on_ort_cpu_close_to_fp32(fp32_onnx, int8):
 
 
 def test_metadata_records_the_calibration(int8):
-    from novum.export.onnx import read_metadata
+    from novum.contracts.onnx_file import read_metadata
 
     meta = read_metadata(int8.path)
     assert meta["precision"] == "int8" and meta["calib_method"] == "percentile"
@@ -181,7 +181,7 @@ def test_ort_cpu_fuses_every_conv_with_a_quantized_output(int8, tmp_path):
 
 def test_fallback_search_keeps_the_worst_layers_until_top1_holds(monkeypatch, tmp_path):
     """The search on fake models: layer a flips 6 frames, b flips 1, c none; a and b stay fp32."""
-    import novum.export.verify as verify
+    import novum.calibration.fallback as fallback
     from novum.calibration.fallback import search
 
     ref = np.tile([[3.0, 1.0, 0.0]], (10, 1))
@@ -201,7 +201,7 @@ def test_fallback_search_keeps_the_worst_layers_until_top1_holds(monkeypatch, tm
             s[flips[n], 1] += 10.0
         return {"scores": s}
 
-    monkeypatch.setattr(verify, "run_onnx", fake_run)
+    monkeypatch.setattr(fallback, "run_onnx", fake_run)
     r = search(build, ["a", "b", "c"], tmp_path / "fp32.onnx", np.zeros((10, 1)), 1.0, 3, tmp_path)
     assert r.fp32_layers == ["a", "b"] and r.agreement == 1.0 and r.full_agreement == pytest.approx(0.3)
     assert r.sensitivity["a"] > r.sensitivity["b"] > r.sensitivity["c"]
@@ -210,13 +210,14 @@ def test_fallback_search_keeps_the_worst_layers_until_top1_holds(monkeypatch, tm
 
 
 def test_fallback_layers_stay_fp32_in_the_graph_and_metadata(fp32_onnx, tmp_path, monkeypatch):
-    import novum.calibration.fallback as fallback
+    import novum.calibration.quantize as quantize_module
+    from novum.calibration.fallback import FallbackResult
     from novum.calibration.recipe import find_parts
-    from novum.export.onnx import read_metadata
+    from novum.contracts.onnx_file import read_metadata
 
     backbone = find_parts(onnx.load(str(fp32_onnx))).backbone
     chosen = [backbone[0], backbone[5]]
-    monkeypatch.setattr(fallback, "search", lambda *a, **k: fallback.FallbackResult(chosen, 1.0, 0.5))
+    monkeypatch.setattr(quantize_module, "search", lambda *a, **k: FallbackResult(chosen, 1.0, 0.5))
     r = quantize(fp32_onnx, tmp_path / "fb_int8.onnx", samples=4, fallback=2, gate=False, log=None)
     assert r.fp32_layers == chosen
     g = onnx.load(str(r.path)).graph

@@ -37,7 +37,7 @@ def _gt_vertex_map(cfg, label, pose):
 def test_screenshot_frame(tmp_path):
     overlay = pytest.importorskip("novum.runtime.overlay")
     from novum.data.synthetic import SyntheticConfig, SyntheticDataset
-    from novum.runtime.framing import Framer
+    from novum.contracts.framing import Framer
     from novum.runtime.results import predict
 
     cfg = small_config()

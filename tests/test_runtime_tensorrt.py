@@ -152,7 +152,7 @@ def test_pipeline_runs_the_engine_on_its_inference_thread(fake, tmp_path):
     recs = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in recs] == list(range(5))
     with load(small_onnx(), intra_op_threads=1) as ref:
-        from novum.runtime.framing import Framer
+        from novum.contracts.framing import Framer
         from novum.runtime.sources import open_source
 
         framer = Framer(ref.input_size)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from fakes.runtime_assets import frames, write_video
+from novum.contracts.framing import Framer
 from novum.errors import InputError
-from novum.runtime.framing import Framer
 from novum.runtime.sources import ImageSource, LiveSource, VideoFileSource, open_source
 
 

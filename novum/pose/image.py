@@ -136,7 +136,7 @@ def estimate_image(image: str | Path, model: str | Path, checkpoint: str | Path 
     """Classify ``image`` with ``model``, refine the pose of its class (or ``class_name``), and write
     an overlay of the posed cuboid wireframe (with ``explain``, over the part colours) to ``out``."""
     from novum.pose.refine import DEFAULT_ITERATIONS, PoseRefiner
-    from novum.runtime.framing import Framer
+    from novum.contracts.framing import Framer
 
     model_path = Path(model)
     ck = Path(checkpoint) if checkpoint else None

@@ -102,7 +102,7 @@ class Backend:
         h, w = self.input_size
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (h, w, 3):
             raise InputError(f"{self.path.name}: expected uint8 BGR frames [B,{h},{w},3], got {frames.dtype} "
-                             f"{list(frames.shape)}; frame them with novum.runtime.framing.Framer")
+                             f"{list(frames.shape)}; frame them with novum.contracts.framing.Framer")
         if self.max_batch is not None and frames.shape[0] > self.max_batch:
             raise InputError(f"{self.path.name}: batch {frames.shape[0]} exceeds the model's maximum batch "
                              f"{self.max_batch}; infer smaller batches or re-export with a larger --max-batch")

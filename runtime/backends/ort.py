@@ -80,6 +80,22 @@ class OrtBackend(Backend):
         pass
 
 
+def run_onnx(path: str | Path, frames: np.ndarray, providers: list[str] | None = None,
+             max_batch: int | None = None) -> dict[str, np.ndarray]:
+    """All outputs of an ONNX file on ``frames`` (a plain ONNX Runtime session, CPU unless
+    ``providers`` say otherwise, batched by ``max_batch``): what verification, the INT8 accuracy
+    gate and benchmarks compare."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    step = max_batch or len(frames)
+    parts = [sess.run(names, {sess.get_inputs()[0].name: frames[i:i + step]}) for i in range(0, len(frames), step)]
+    return {n: np.concatenate([p[j] for p in parts]) for j, n in enumerate(names)}
+
+
 def _config_from_props(props: dict[str, str], path: Path) -> dict:
     raw = props.get("novum_config")
     if raw is None:

@@ -12,13 +12,13 @@ TensorRT version and GPU, so a foreign engine fails with a one-line "rebuild wit
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from novum.contracts.sidecar import check_sidecar, sidecar_config
 from novum.errors import InputError, NovumError
 from novum.runtime.backends.base import Backend, TensorSpec
 
@@ -39,16 +39,6 @@ def _import_trt() -> tuple[Any, Any, Any]:
     return trt, cuda, primary.context
 
 
-def sidecar_config(side: dict[str, Any], engine_path: Path) -> dict[str, Any]:
-    """The model config a sidecar carries (``config`` as a dict, or ``novum_config`` as JSON)."""
-    cfg = side.get("config", side.get("novum_config"))
-    if isinstance(cfg, str):
-        cfg = json.loads(cfg)
-    if not isinstance(cfg, dict) or "classes" not in cfg or "input_size" not in cfg:
-        raise NovumError(f"{engine_path}: the sidecar holds no model config (classes, input_size); rebuild with novum-export --engine")
-    return cfg
-
-
 class TensorRTBackend(Backend):
     kind = "tensorrt"
 
@@ -61,8 +51,6 @@ class TensorRTBackend(Backend):
         dev = cuda.Context.get_device()
         self.gpu_name = str(dev.name())
         self.compute_capability = tuple(int(v) for v in dev.compute_capability())
-        from novum.export.sidecar import check_sidecar
-
         side = check_sidecar(self.path, trt.__version__, self.gpu_name, self.compute_capability)
         for w in side.get("warnings", []):
             print(f"warning: {w}", file=sys.stderr)

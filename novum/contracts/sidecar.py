@@ -29,7 +29,7 @@ def sidecar_path(engine_path: str | Path) -> Path:
 
 
 def write_sidecar(engine_path: str | Path, info: dict[str, Any]) -> Path:
-    """Write ``info`` (see :func:`novum.export.tensorrt.build_engine`) atomically next to the plan."""
+    """Write ``info`` (what :func:`novum.export.tensorrt.sidecar_info` collects) atomically next to the plan."""
     path = sidecar_path(engine_path)
     atomic_write_text(path, json.dumps({"sidecar_version": SIDECAR_VERSION, **info}, indent=2) + "\n")
     return path
@@ -81,6 +81,16 @@ def check_sidecar(engine_path: str | Path, trt_version: str, gpu_name: str, comp
         warnings.append(f"{name}: built on {side.get('gpu_name')}, running on {gpu_name} (same sm_{_cc(cc)}); "
                         f"tactics may be slower than a rebuild here")
     return {**side, "warnings": warnings}
+
+
+def sidecar_config(side: dict[str, Any], engine_path: str | Path) -> dict[str, Any]:
+    """The model config a sidecar carries (``config`` as a dict, or ``novum_config`` as JSON)."""
+    cfg = side.get("config", side.get("novum_config"))
+    if isinstance(cfg, str):
+        cfg = json.loads(cfg)
+    if not isinstance(cfg, dict) or "classes" not in cfg or "input_size" not in cfg:
+        raise NovumError(f"{engine_path}: the sidecar holds no model config (classes, input_size); rebuild with novum-export --engine")
+    return cfg
 
 
 def _version_ok(built: str, here: str, version_compatible: bool) -> bool:
