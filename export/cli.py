@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from novum.api import export
 from novum.cli_util import run_cli
-from novum.export.onnx import DEFAULT_MAX_BATCH, OPSET
+from novum.contracts.onnx_file import DEFAULT_MAX_BATCH, OPSET
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version-compatible", action="store_true", help="engine that later TensorRT versions can run")
     p.add_argument("--hardware-compatible", choices=("ampere_plus", "same_compute_capability"),
                    help="engine that other GPUs can run (may be slower)")
-    p.add_argument("--timing-cache", help="TensorRT timing cache file (default: ~/.cache/novum/timing-*.cache)")
+    p.add_argument("--timing-cache", help="TensorRT timing cache file (default: timing-*.cache in $NOVUM_CACHE, else ~/.cache/novum)")
     p.add_argument("--verify", action="store_true", help="compare every output with torch on the same frames")
     p.add_argument("--verify-frames", type=int, default=8, help="number of verification frames (default 8)")
     p.add_argument("--verify-images", help="folder of images to verify with (default: rendered frames)")
@@ -60,8 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
-        from novum.export.api import export
-
         int8 = args.int8 or args.calib is not None
         int8_options = {"calib": args.calib or "demo", "method": args.calib_method, "samples": args.calib_samples,
                         "seed": args.calib_seed, "holdout": args.calib_holdout, "threshold": args.int8_threshold,

@@ -25,6 +25,7 @@ from novum.cli_util import run_cli
 from novum.config import ModelConfig
 from novum.errors import InputError
 from novum.io import atomic_path, atomic_write_text
+from novum.runtime.backends import load
 
 OCCLUSIONS = ("L1", "L2", "L3")
 CORRUPTIONS = ("noise", "blur", "contrast", "jpeg")
@@ -125,8 +126,8 @@ def synthetic_splits(model_cfg: ModelConfig, names=SPLITS, per_class: int = 50, 
 
 def open_predictor(path: str | Path, name: str | None = None, device: str = "cpu", use_boxes: bool = False,
                    threads: int = 0) -> Predictor:
-    """Open a model file: the baseline (torch), or a NOVUM model through novum.runtime.backends when it
-    is installed (any format), else through torch (native / upstream checkpoints)."""
+    """Open a model file: the baseline (torch), or a NOVUM model through novum.runtime.backends (any
+    format), or through torch for ``use_boxes`` (native / upstream checkpoints)."""
     from novum.baseline import is_baseline_file
 
     path = Path(path)
@@ -140,15 +141,13 @@ def open_predictor(path: str | Path, name: str | None = None, device: str = "cpu
         model = load_baseline(path, device)
         fn = _torch_scores(model, device, use_boxes=False)
         return Predictor(name or "baseline", path, "baseline", model.config, fn)
-    if use_boxes or not _has_backends():
-        if use_boxes and path.suffix not in (".safetensors", ".pth", ".pt", ".ckpt"):
+    if use_boxes:
+        if path.suffix not in (".safetensors", ".pth", ".pt", ".ckpt"):
             raise InputError(f"{path}: --boxes needs a torch checkpoint (.safetensors/.pth); exported models see whole frames")
         from novum.checkpoint import load_model
         model = load_model(path, device)
         return Predictor(name or "NOVUM", path, "novum-torch", model.config,
                          _torch_scores(model, device, use_boxes), uses_boxes=use_boxes)
-    from novum.runtime.backends import load
-
     backend = load(path, device="cpu" if device == "cpu" else "auto")
     cfg = ModelConfig.from_dict(dict(backend.metadata))
     limit = backend.max_batch
@@ -159,15 +158,6 @@ def open_predictor(path: str | Path, name: str | None = None, device: str = "cpu
                                for i in range(0, len(images), step)])
 
     return Predictor(name or "NOVUM", path, f"novum-{backend.kind}", cfg, scores, backend.close)
-
-
-def _has_backends() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("novum.runtime.backends") is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _torch_scores(model, device: str, use_boxes: bool) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:

@@ -1,4 +1,4 @@
-"""``novum-bench``: one table over every backend/precision available here.
+"""Measuring for ``novum-bench``: one table over every backend/precision available here.
 
 Rows: torch (the checkpoint), ONNX Runtime fp32 / fp16 / int8, TensorRT fp32 / fp16 (when TensorRT
 and a GPU are present). Columns: status, file size, top-1 agreement with torch, latency p50/p99
@@ -8,16 +8,15 @@ process, alternating with the model-only runs: the FPS columns are the best of `
 pipeline/model column the median of the per-round ratios (pairs measured back to back, which
 cancels most of a shared machine's drifting load). The closing note gives pipeline / model-only FPS and ONNX Runtime vs torch.
 
-    novum-bench                                  # the bundled demo model and clip
-    novum-bench --model m.safetensors --source clip.mp4 --out results/bench   # + bench.md, bench.json
+This module measures model files it is given (:func:`measure`); making them (export, fp16,
+int8, engines) is orchestration, in :func:`novum.api.bench`.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import platform
-import sys
-import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,8 +24,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from novum.cli_util import run_cli
+from novum.contracts.framing import Framer
 from novum.errors import NovumError
+from novum.io import atomic_write_text
+from novum.runtime.backends import load
+from novum.runtime.pipeline import Pipeline, RunOptions
+from novum.runtime.sources import VideoFileSource, open_source
 
 
 @dataclass
@@ -87,50 +90,18 @@ def notes(rows: list[Row]) -> list[str]:
     return out
 
 
-def _frames_and_video(source: str | None, input_size: tuple[int, int], n: int, work: Path) -> tuple[np.ndarray, Path, str]:
-    """Framed frames for agreement/latency, and the video the pipeline runs on."""
-    from novum.contracts.framing import Framer
-    from novum.runtime.sources import VideoFileSource, open_source
-
-    src_path = None
-    if source is None:
-        from novum.bundled import DEMO_CLIP
-
-        src_path = DEMO_CLIP if DEMO_CLIP.is_file() else None
-    elif source != "demo":
-        src_path = Path(source)
-    else:
-        from novum.bundled import demo_clip_path
-
-        src_path = demo_clip_path()
-    if src_path is not None:
-        framer = Framer(input_size)
-        with open_source(src_path) as src:
-            if not isinstance(src, VideoFileSource):
-                raise NovumError(f"{src_path}: novum-bench needs a video file as --source")
-            imgs = [framer(f.image)[0] for _, f in zip(range(n), src)]
-        return np.stack(imgs), src_path, f"{src_path.name} ({len(imgs)} frames)"
-    from novum.export.frames import render_frames
-    from novum.runtime.sinks import FOURCC  # noqa: F401  (mp4v)
-
-    import cv2
-
-    H, W = input_size
-    big = render_frames(n, 2 * H, 2 * W, seed=0)
-    video = work / "bench_clip.mp4"
-    wr = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (2 * W, 2 * H))
-    for f in big:
-        wr.write(f)
-    wr.release()
+def video_frames(path: Path, input_size: tuple[int, int], n: int) -> np.ndarray:
+    """The first ``n`` frames of a video, framed for the model (the agreement and latency inputs)."""
     framer = Framer(input_size)
-    return np.stack([framer(f)[0] for f in big]), video, f"{n} rendered frames (no demo clip; generated video)"
+    with open_source(path) as src:
+        if not isinstance(src, VideoFileSource):
+            raise NovumError(f"{path}: novum-bench needs a video file as --source")
+        return np.stack([framer(f.image)[0] for _, f in zip(range(n), src)])
 
 
 def _time_model(backend, frames: np.ndarray, runs: int, warmup: int) -> tuple[float, float, float]:
     """Single-frame latency p50/p99 (ms) and FPS, on a worker thread as in the pipeline (torch's
     OpenMP pool behaves differently on the main thread; both sides are measured alike)."""
-    import threading
-
     res: list = []
     t = threading.Thread(target=lambda: res.append(_model_loop(backend, frames, runs, warmup)), name="novum-bench")
     t.start()
@@ -155,61 +126,17 @@ def _model_loop(backend, frames: np.ndarray, runs: int, warmup: int) -> tuple[fl
 
 def _time_pipeline(backend, video: Path, n: int, work: Path) -> tuple[float, float]:
     """(FPS of the whole pipeline, fraction of its wall time spent inside the model)."""
-    from novum.runtime.pipeline import Pipeline, RunOptions
-    from novum.runtime.sources import open_source
-
     with open_source(video) as src:
         s = Pipeline(backend, src, RunOptions(save=work / "pipeline.mp4", jsonl=work / "pipeline.jsonl",
                                               max_frames=n)).run()
     return s.fps, (sum(s.model_ms) / 1000 / s.seconds if s.seconds else 0.0)
 
 
-def bench(model: str | Path | None = None, source: str | None = None, *, frames: int = 32, runs: int = 50,
-          warmup: int = 5, rounds: int = 3, threads: int = 0, workdir: str | Path | None = None,
-          log: Callable[[str], None] = print) -> tuple[list[Row], dict[str, Any]]:
-    """Measure every backend/precision available; returns the rows and run info."""
-    import torch
-
-    from novum.bundled import demo_model_path
-    from novum.checkpoint import load_model
-    from novum.export.onnx import export_onnx
-    from novum.runtime.backends import load
-
-    if threads:
-        torch.set_num_threads(threads)
-    ckpt = Path(model) if model else demo_model_path()
-    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="novum-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    net = load_model(ckpt)
-    cfg = net.config
-    imgs, video, what = _frames_and_video(source, cfg.input_size, frames, work)
-    log(f"model {ckpt.name} ({cfg.backbone.arch}, {cfg.num_classes} classes, {cfg.input_size[0]}x{cfg.input_size[1]}); "
-        f"frames: {what}; work dir {work}")
-
-    files: dict[tuple[str, str], Path | str] = {("torch", "fp32"): ckpt}
-    onnx32 = work / f"{ckpt.stem}.onnx"
-    files[("onnxruntime", "fp32")] = export_onnx(net, onnx32, max_batch=8)
-    try:
-        from novum.export.fp16 import convert_fp16
-
-        files[("onnxruntime", "fp16")] = convert_fp16(onnx32, work / f"{ckpt.stem}_fp16.onnx")
-    except Exception as e:  # noqa: BLE001 - shown in the table
-        files[("onnxruntime", "fp16")] = f"failed: {_short(e)}"
-    files[("onnxruntime", "int8")] = _int8(onnx32, work / f"{ckpt.stem}_int8.onnx", log)
-    from novum.export.tensorrt import EngineOptions, build_engine, engine_unavailable_reason
-
-    why = engine_unavailable_reason()
-    for prec in ("fp32", "fp16"):
-        src_onnx = files.get(("onnxruntime", prec))
-        if why:
-            files[("tensorrt", prec)] = f"unavailable: {why}"
-        elif isinstance(src_onnx, Path):
-            try:
-                files[("tensorrt", prec)] = build_engine(src_onnx, work / f"{ckpt.stem}_{prec}.engine",
-                                                         options=EngineOptions(max_batch=8), log=log)
-            except Exception as e:  # noqa: BLE001
-                files[("tensorrt", prec)] = f"failed: {_short(e)}"
-
+def measure(files: dict[tuple[str, str], Path | str], imgs: np.ndarray, video: Path, *, frames: int = 32,
+            runs: int = 50, warmup: int = 5, rounds: int = 3, threads: int = 0, workdir: Path,
+            log: Callable[[str], None] = print) -> list[Row]:
+    """One :class:`Row` per (backend, precision) of ``files``: a model file, or the reason there is
+    none (the row's status). Top-1 agreement is against the ``("torch", ...)`` row, measured first."""
     rows: list[Row] = []
     ref = None
     for (kind, prec), f in files.items():
@@ -235,55 +162,36 @@ def bench(model: str | Path | None = None, source: str | None = None, *, frames:
                     p50, p99, m_fps = _time_model(b, imgs, runs, warmup)
                     if row.model_fps is None or m_fps > row.model_fps:
                         row.p50_ms, row.p99_ms, row.model_fps = p50, p99, m_fps
-                    fps, busy = _time_pipeline(b, video, frames, work)
+                    fps, busy = _time_pipeline(b, video, frames, workdir)
                     if row.pipeline_fps is None or fps > row.pipeline_fps:
                         row.pipeline_fps, row.pipeline_busy = fps, busy
                     row.round_ratios.append(fps / m_fps)
             log(f"{kind} {prec}: p50 {row.p50_ms:.1f} ms, model {row.model_fps:.1f} FPS, pipeline {row.pipeline_fps:.1f} FPS")
         except Exception as e:  # noqa: BLE001 - one failing backend must not hide the others
-            row.status = f"failed: {_short(e)}"
+            row.status = f"failed: {short_error(e)}"
             log(f"{kind} {prec}: {row.status}")
-    from novum.io import sha256_file
-
-    info = {"model": str(ckpt), "model_sha256": sha256_file(ckpt), "frames": what, "runs": runs, "rounds": rounds, "batch": 1,
-            "threads": threads or "default",
-            "machine": _machine()}
-    return rows, info
+    return rows
 
 
-def _int8(src: Path, dst: Path, log: Callable[[str], None]) -> Path | str:
-    """INT8 Q/DQ via novum.calibration (synthetic calibration frames). Its accuracy gate is relaxed
-    here: the table's top-1 column reports the agreement instead of hiding the row."""
-    import importlib.util
-
-    if importlib.util.find_spec("novum.calibration.quantize") is None:
-        return "unavailable: novum.calibration.quantize not in this build"
-    try:
-        from novum.calibration.quantize import quantize_int8
-
-        return Path(quantize_int8(src, dst, allow_degraded=True, log=log))
-    except Exception as e:  # noqa: BLE001
-        return f"failed: {_short(e)}"
-
-
-def _machine() -> dict[str, Any]:
-    import os
-
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on (torch is optional: the runtime runs without it)."""
     import onnxruntime as ort
-    import torch
 
+    try:
+        import torch
+    except ModuleNotFoundError:
+        torch = None
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "onnxruntime": ort.__version__, "cuda": torch.cuda.is_available()}
+            "torch": torch.__version__ if torch else "not installed", "onnxruntime": ort.__version__,
+            "cuda": bool(torch and torch.cuda.is_available())}
 
 
-def _short(e: BaseException, n: int = 120) -> str:
+def short_error(e: BaseException, n: int = 120) -> str:
     s = " ".join(str(e).split()) or type(e).__name__
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
 def write(rows: list[Row], info: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
-    from novum.io import atomic_write_text
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     md, js = out.with_suffix(".md"), out.with_suffix(".json")
@@ -294,38 +202,3 @@ def write(rows: list[Row], info: dict[str, Any], out: str | Path) -> tuple[Path,
     atomic_write_text(js, json.dumps({"info": info, "rows": [asdict(r) | {"pipeline_over_model": r.ratio} for r in rows],
                                       "notes": notes(rows)}, indent=2) + "\n")
     return md, js
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="novum-bench", description=__doc__.replace("``", ""),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="native checkpoint (.safetensors / upstream .pth); default: the bundled demo model")
-    p.add_argument("--source", help="video for agreement and the pipeline run (default: the demo clip, else rendered frames)")
-    p.add_argument("--frames", type=int, default=32, help="frames for agreement and for the pipeline run")
-    p.add_argument("--runs", type=int, default=50, help="timed single-frame inferences per backend")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3, help="model-only and pipeline runs alternate; best of this many each")
-    p.add_argument("--threads", type=int, default=0, help="inference threads (0 = each runtime's default)")
-    p.add_argument("--workdir", help="where the exported files go (default: a temporary folder)")
-    p.add_argument("--out", help="write OUT.md and OUT.json")
-    args = p.parse_args(argv)
-
-    def body() -> int:
-        from novum.runtime.cli import quiet_opencv
-
-        quiet_opencv()
-        rows, info = bench(args.model, args.source, frames=args.frames, runs=args.runs, warmup=args.warmup, rounds=args.rounds,
-                           threads=args.threads, workdir=args.workdir, log=lambda s: print(s, file=sys.stderr))
-        print(table(rows))
-        for n in notes(rows):
-            print(f"- {n}")
-        if args.out:
-            md, js = write(rows, info, args.out)
-            print(f"wrote {md} and {js}", file=sys.stderr)
-        return 0 if any(r.status == "ok" for r in rows) else 1
-
-    return run_cli(body)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,6 +7,9 @@ Examples::
     novum-run --model model.onnx --source clip.mp4 --roi 100 80 320 240 --topk 5
 
 Keys in the window: q / Esc quit, space pause, p estimate the pose now.
+
+``novum-bench`` (:func:`bench_main`) lives here too. Both are thin: they parse the arguments and
+call one function of :mod:`novum.api`.
 """
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ import argparse
 import signal
 import sys
 
+from novum import api
 from novum.cli_util import run_cli
+from novum.runtime import bench as measuring
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,16 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from pathlib import Path
 
-        from novum.runtime.run import run
-
         if threading_main():
             signal.signal(signal.SIGTERM, _raise_interrupt)
-        summary = run(args.source, args.model, backend=args.backend, device=args.device, threads=args.threads,
-                      keep_all=args.every_frame, show=args.show, pose_model=args.pose_model, quiet=args.quiet,
-                      topk=args.topk, roi=tuple(args.roi) if args.roi else None,
-                      save=Path(args.save) if args.save else None, jsonl=Path(args.jsonl) if args.jsonl else None,
-                      parts=args.parts, parts_alpha=args.parts_alpha, pose_every=args.pose_every,
-                      max_frames=args.max_frames)
+        summary = api.run(args.source, args.model, backend=args.backend, device=args.device, threads=args.threads,
+                          keep_all=args.every_frame, show=args.show, pose_model=args.pose_model, quiet=args.quiet,
+                          topk=args.topk, roi=tuple(args.roi) if args.roi else None,
+                          save=Path(args.save) if args.save else None, jsonl=Path(args.jsonl) if args.jsonl else None,
+                          parts=args.parts, parts_alpha=args.parts_alpha, pose_every=args.pose_every,
+                          max_frames=args.max_frames)
         outs = [str(p) for p in (summary.saved, summary.jsonl) if p is not None]
         print(summary.line() + (f"; wrote {', '.join(outs)}" if outs else ""), file=sys.stderr)
         if summary.interrupted:
@@ -94,6 +97,54 @@ def threading_main() -> bool:
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+BENCH_DOC = """novum-bench: one table over every backend/precision available here.
+
+Rows: torch (the checkpoint), ONNX Runtime fp32 / fp16 / int8, TensorRT fp32 / fp16 (when TensorRT
+and a GPU are present). Columns: status, file size, top-1 agreement with torch, latency p50/p99
+(batch 1, model only), model-only FPS, and pipeline FPS = the whole novum-run pipeline (decode,
+framing, inference, overlay, mp4 encode, JSONL) headless on a video, measured in the same process,
+alternating with the model-only runs: the FPS columns are the best of --rounds, the pipeline/model
+column the median of the per-round ratios (pairs measured back to back, which cancels most of a
+shared machine's drifting load). The closing note gives pipeline / model-only FPS and ONNX Runtime
+vs torch.
+
+    novum-bench                                  # the bundled demo model and clip
+    novum-bench --model m.safetensors --source clip.mp4 --out results/bench   # + bench.md, bench.json
+"""
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    """``novum-bench``: :func:`novum.api.bench`, then the table (and OUT.md, OUT.json)."""
+    p = argparse.ArgumentParser(prog="novum-bench", description=BENCH_DOC,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="native checkpoint (.safetensors / upstream .pth); default: the bundled demo model")
+    p.add_argument("--source", help="video for agreement and the pipeline run (default: the demo clip, else rendered frames)")
+    p.add_argument("--frames", type=int, default=32, help="frames for agreement and for the pipeline run")
+    p.add_argument("--runs", type=int, default=50, help="timed single-frame inferences per backend")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="model-only and pipeline runs alternate; best of this many each")
+    p.add_argument("--threads", type=int, default=0, help="inference threads (0 = each runtime's default)")
+    p.add_argument("--workdir", help="where the exported files go (default: a temporary folder)")
+    p.add_argument("--out", help="write OUT.md and OUT.json")
+    args = p.parse_args(argv)
+
+    def body() -> int:
+        quiet_opencv()
+        rows, info = api.bench(args.model, args.source, frames=args.frames, runs=args.runs, warmup=args.warmup,
+                               rounds=args.rounds, threads=args.threads, workdir=args.workdir,
+                               log=lambda s: print(s, file=sys.stderr))
+        print(measuring.table(rows))
+        for n in measuring.notes(rows):
+            print(f"- {n}")
+        if args.out:
+            md, js = measuring.write(rows, info, args.out)
+            print(f"wrote {md} and {js}", file=sys.stderr)
+        return 0 if any(r.status == "ok" for r in rows) else 1
+
+    return run_cli(body)
+
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""``run``: the library function behind ``novum-run`` (model + source + options -> outputs)."""
+"""``run``: one model file + one source + options -> outputs (the runtime half of ``novum-run``).
+
+The model file is run as its suffix says (:func:`novum.runtime.backends.load`); turning a
+checkpoint into a cached ONNX file first is orchestration (:func:`novum.api.run`).
+"""
 from __future__ import annotations
 
 import sys
@@ -6,7 +10,7 @@ from pathlib import Path
 
 from novum.errors import InputError, NovumError
 from novum.runtime.backends import load
-from novum.runtime.models import resolve
+from novum.runtime.display import display_available
 from novum.runtime.pipeline import Pipeline, RunOptions, RunSummary
 from novum.runtime.sources import open_source
 
@@ -15,28 +19,30 @@ class StreamError(NovumError):
     """The source broke mid-way (the outputs hold every frame read before)."""
 
 
-def run(source: str, model: str | Path | None = None, *, backend: str = "auto", device: str = "auto",
-        threads: int = 0, keep_all: bool = False, show: bool | None = None, pose_model: str | Path | None = None,
-        quiet: bool = False, **opts: object) -> RunSummary:
-    """Classify every frame of ``source`` with ``model``; ``opts`` are :class:`RunOptions` fields.
+def window_wanted(show: bool | None) -> bool:
+    """``show=None``: a window only where a display exists; ``show=True`` without one is an error."""
+    if show is not None and not show:
+        return False
+    has_display = display_available()
+    if show and not has_display:
+        raise InputError("--show: no display here (DISPLAY/WAYLAND_DISPLAY unset or OpenCV built without GUI); "
+                         "use --save out.mp4 instead")
+    return has_display
 
-    ``show=None`` opens a window only where a display exists. Raises :class:`StreamError`
-    (after closing the outputs) when the source broke mid-way.
+
+def run(source: str, model: str | Path, *, device: str = "auto", threads: int = 0, keep_all: bool = False,
+        show: bool | None = None, pose_model: str | Path | None = None, quiet: bool = False,
+        **opts: object) -> RunSummary:
+    """Classify every frame of ``source`` with the model file ``model``; ``opts`` are :class:`RunOptions` fields.
+
+    ``show=None`` opens a window only where a display exists. ``pose_model``: the native checkpoint
+    of the pose refiner. Raises :class:`StreamError` (after closing the outputs) when the source
+    broke mid-way.
     """
     ro = RunOptions(**opts)  # type: ignore[arg-type]
-    if show is None or show:
-        from novum.runtime.display import display_available
-
-        has_display = display_available()
-        if show and not has_display:
-            raise InputError("--show: no display here (DISPLAY/WAYLAND_DISPLAY unset or OpenCV built without GUI); "
-                             "use --save out.mp4 instead")
-        show = has_display
-    ro.show = bool(show)
-    # features are exported only when a pose can be asked for (--pose-every, or the 'p' key in a window)
-    path, native = resolve(model, backend, features=bool(ro.pose_every) or ro.show, quiet=quiet)
-    ro.pose_checkpoint = Path(pose_model) if pose_model else native
-    be = load(path, device=device, intra_op_threads=threads, threads=threads)
+    ro.show = window_wanted(show)
+    ro.pose_checkpoint = Path(pose_model) if pose_model else None
+    be = load(model, device=device, intra_op_threads=threads, threads=threads)
     try:
         src = open_source(source, keep_all=keep_all)
     except BaseException:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from fakes.runtime_assets import small_native
-from novum.runtime.bench import main
+from novum.runtime.cli import bench_main as main
 
 
 def test_bench_table_and_files(tmp_path, capsys, monkeypatch):

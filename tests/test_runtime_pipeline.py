@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from fakes.runtime_assets import frames, read_video, small_native, small_onnx, write_video
+from novum.api import run
+from novum.contracts.framing import Framer
 from novum.runtime.backends import load
 from novum.runtime.cli import main
-from novum.runtime.framing import Framer
 from novum.runtime.results import predict, vote_shares
-from novum.runtime.run import StreamError, run
+from novum.runtime.run import StreamError
 from novum.runtime.sources import open_source
 
 

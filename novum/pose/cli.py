@@ -12,7 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
+from novum.bundled import demo_model_path
 from novum.cli_util import run_cli
+from novum.runtime.pose_image import estimate_image
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        from novum.bundled import demo_model_path
-        from novum.pose.image import estimate_image
-
         model = args.model or demo_model_path()
         out = args.out or f"{Path(args.image).stem}_pose.png"
         res = estimate_image(args.image, model, checkpoint=args.checkpoint, class_name=args.class_name,

@@ -4,7 +4,8 @@ The feature map comes from the model itself: torch for a checkpoint, or the runt
 (ONNX Runtime / TensorRT) for an export made with ``--features``; the class volumes always come
 from a checkpoint (the export's own checkpoint via ``--checkpoint``). The image is framed as
 novum-run frames video (centre crop to the model's aspect, resize), so it should show one object
-centred at the training scale.
+centred at the training scale. The refiner and checkpoints are torch (imported when used, as
+everywhere in the runtime).
 """
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from novum.contracts.framing import Framer
 from novum.errors import InputError
 from novum.io import atomic_write_bytes
+from novum.pose.draw import draw_wireframe
+from novum.runtime.backends import load
+from novum.runtime.parts import blend_parts
 
 EXPORT_SUFFIXES = (".onnx", ".engine", ".plan")
 
@@ -58,8 +63,6 @@ class _Model:
 
         self.backend = None
         if model_path.suffix.lower() in EXPORT_SUFFIXES:
-            from novum.runtime.backends import load
-
             if checkpoint is None:
                 raise InputError(f"{model_path.name}: an exported model holds no class meshes; pass --checkpoint "
                                  f"model.safetensors (the checkpoint it was exported from)")
@@ -97,9 +100,6 @@ class _Model:
 def render_overlay(image: np.ndarray, config, pose, vertex: np.ndarray | None = None, lines: list[str] = (),
                    min_side: int = 480) -> np.ndarray:
     """The model-input image enlarged, part colours (if ``vertex``), the posed wireframe, text."""
-    from novum.pose.draw import draw_wireframe
-    from novum.runtime.parts import blend_parts
-
     H, W = image.shape[:2]
     k = max(1, int(math.ceil(min_side / min(H, W))))
     big = cv2.resize(image, (W * k, H * k), interpolation=cv2.INTER_LINEAR)
@@ -136,7 +136,6 @@ def estimate_image(image: str | Path, model: str | Path, checkpoint: str | Path 
     """Classify ``image`` with ``model``, refine the pose of its class (or ``class_name``), and write
     an overlay of the posed cuboid wireframe (with ``explain``, over the part colours) to ``out``."""
     from novum.pose.refine import DEFAULT_ITERATIONS, PoseRefiner
-    from novum.contracts.framing import Framer
 
     model_path = Path(model)
     ck = Path(checkpoint) if checkpoint else None

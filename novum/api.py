@@ -1,0 +1,343 @@
+"""Orchestration: the one module that chains the layers (see docs/architecture.md, "Layers").
+
+- :func:`export` (``novum-export``): checkpoint -> ONNX fp32 -> fp16 / int8 -> TensorRT engines
+  -> verification against torch;
+- :func:`run` (``novum-run``): a checkpoint is exported to ONNX once and cached
+  (:func:`cached_onnx`), then the runtime runs the model file (:func:`novum.runtime.run.run`);
+- :func:`bench` (``novum-bench``): every precision exported, engines built where possible, then
+  measured by :func:`novum.runtime.bench.measure`.
+
+Below this module the layers only depend downwards: the runtime knows model files, never the
+exporter; export and calibration never import each other. Checkpoints and the ONNX exporter need
+torch, imported when a checkpoint is handled; running an exported model needs none. Every file is
+written atomically; a failed export leaves the files of the steps that finished (each complete)
+and nothing half-written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from novum.bundled import DEMO_CLIP, demo_clip_path, demo_model_path
+from novum.calibration.quantize import quantize_int8
+from novum.contracts.cache import cache_dir
+from novum.contracts.framing import Framer
+from novum.contracts.onnx_file import DEFAULT_MAX_BATCH, OPSET
+from novum.errors import InputError
+from novum.export.fp16 import convert_fp16
+from novum.export.frames import load_frames, render_frames
+from novum.export.tensorrt import EngineOptions, build_engine, engine_unavailable_reason
+from novum.export.verify import verify as run_verify
+from novum.io import sha256_file
+from novum.runtime import bench as measuring
+from novum.runtime import run as running
+from novum.runtime.backends import backend_kind
+from novum.runtime.pipeline import RunSummary
+
+NATIVE = {".safetensors", ".pth", ".pt"}     # checkpoints: exported to ONNX (cached) before novum-run runs them
+
+
+@dataclass
+class ExportResult:
+    onnx: dict[str, Path] = field(default_factory=dict)      # precision -> .onnx
+    engines: dict[str, Path] = field(default_factory=dict)   # precision -> .engine
+    engine_skipped: str | None = None                         # why no engine was built
+    verify: Any = None                                        # VerifyReport with --verify
+    timings: dict[str, float] = field(default_factory=dict)   # step -> seconds
+    source: Path | None = None
+    source_sha256: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.verify is None or self.verify.ok
+
+
+def export(checkpoint: str | Path | None = None, output_dir: str | Path = "exports", *, fp16: bool = False,
+           int8: bool = False, batch: int = DEFAULT_MAX_BATCH, imgsz: tuple[int, int] | None = None,
+           engine: bool | None = None, workspace: float = 4.0, verify: bool = False, features: bool = False,
+           strict_fp32: bool = False, version_compatible: bool = False, hardware_compatible: str | None = None,
+           timing_cache: str | Path | None = None, name: str | None = None, opset: int = OPSET,
+           fp16_head: str = "fp16", verify_frames: int = 8, verify_images: str | Path | None = None,
+           mesh_dir: str | Path | None = None, log: Callable[[str], None] = print,
+           int8_options: dict[str, Any] | None = None) -> ExportResult:
+    """Export a checkpoint (native ``.safetensors`` or upstream ``.pth``; default: the demo model).
+
+    ``engine=None`` builds TensorRT engines when TensorRT and a GPU are present, else says why not.
+    ``int8_options`` go to ``novum.calibration.quantize.quantize_int8`` (calib, method, samples, ...).
+    """
+    from novum.export.onnx import export_onnx   # torch
+
+    res = ExportResult()
+    if batch < 1:
+        raise InputError(f"--batch must be >= 1, got {batch}")
+    out = Path(output_dir)
+    _check_writable(out)
+    src = Path(checkpoint) if checkpoint is not None else demo_model_path()
+    res.source = src
+
+    t = _step(res, "load")
+    model = _load(src, mesh_dir)
+    if imgsz is not None:
+        model.config = resized_config(model.config, imgsz)
+    res.source_sha256 = sha256_file(src)
+    cfg = model.config
+    log(f"loaded {src.name} ({_kind(src)}, {cfg.backbone.arch}, {cfg.num_classes} classes, input "
+        f"{cfg.input_size[0]}x{cfg.input_size[1]}) in {_done(res, 'load', t):.1f}s")
+    stem = name or src.stem
+
+    t = _step(res, "onnx_fp32")
+    res.onnx["fp32"] = export_onnx(model, out / f"{stem}.onnx", features=features, max_batch=batch, opset=opset,
+                                   source_sha256=res.source_sha256)
+    log(f"wrote {res.onnx['fp32']} (fp32, opset {opset}) in {_done(res, 'onnx_fp32', t):.1f}s")
+    if fp16:
+        t = _step(res, "onnx_fp16")
+        res.onnx["fp16"] = convert_fp16(res.onnx["fp32"], out / f"{stem}_fp16.onnx", head=fp16_head)
+        log(f"wrote {res.onnx['fp16']} (fp16, head {fp16_head}) in {_done(res, 'onnx_fp16', t):.1f}s")
+    if int8:
+        t = _step(res, "onnx_int8")
+        res.onnx["int8"] = Path(quantize_int8(res.onnx["fp32"], out / f"{stem}_int8.onnx", **{"log": log, **(int8_options or {})}))
+        log(f"wrote {res.onnx['int8']} (int8) in {_done(res, 'onnx_int8', t):.1f}s")
+
+    _engines(res, out, stem, engine, batch, workspace, strict_fp32, version_compatible, hardware_compatible,
+             timing_cache, _rebuild_command(src, out, fp16, int8, batch, cfg.input_size, features, name), log)
+
+    if verify:
+        t = _step(res, "verify")
+        frames, source = None, None
+        if verify_images:
+            frames = load_frames(verify_images, verify_frames, *cfg.input_size)
+            source = f"{len(frames)} images from {verify_images}"
+        targets = list(res.onnx.values()) + list(res.engines.values())
+        res.verify = run_verify(model, targets, frames=frames, n_frames=verify_frames, frame_source=source, log=log)
+        log(f"verification on {res.verify.frame_source} ({_done(res, 'verify', t):.1f}s):")
+        log(res.verify.table())
+        log(res.verify.reasons())
+    return res
+
+
+def resized_config(config, imgsz: tuple[int, int]):
+    """The config at another input size (focal scaled with the height, as the framing is)."""
+    h, w = (int(v) for v in imgsz)
+    if h <= 0 or w <= 0 or h % config.stride or w % config.stride:
+        raise InputError(f"--imgsz {h} {w}: height and width must be positive multiples of {config.stride}")
+    return dataclasses.replace(config, input_size=(h, w), focal=config.focal * h / config.input_size[0])
+
+
+def _engines(res: ExportResult, out: Path, stem: str, engine: bool | None, batch: int, workspace: float,
+             strict_fp32: bool, version_compatible: bool, hardware_compatible: str | None, timing_cache,
+             rebuild: str, log: Callable[[str], None]) -> None:
+    if engine is False:
+        res.engine_skipped = "--no-engine"
+        return
+    why = engine_unavailable_reason()
+    if why:
+        res.engine_skipped = why
+        log(f"no TensorRT engine built: {why}; the ONNX files run with ONNX Runtime")
+        return
+    opts = EngineOptions(max_batch=batch, workspace_gib=workspace, strict_fp32=strict_fp32,
+                         version_compatible=version_compatible, hardware_compatible=hardware_compatible,
+                         timing_cache=Path(timing_cache) if timing_cache else None)
+    wanted = [p for p in ("fp16", "int8") if p in res.onnx] or ["fp32"]
+    for prec in wanted:
+        t = _step(res, f"engine_{prec}")
+        suffix = "" if prec == "fp32" else f"_{prec}"
+        res.engines[prec] = build_engine(res.onnx[prec], out / f"{stem}{suffix}.engine", options=opts,
+                                         rebuild_command=rebuild, log=log)
+        _done(res, f"engine_{prec}", t)
+
+
+def _load(src: Path, mesh_dir):
+    from novum.checkpoint import import_upstream, load_model   # torch
+
+    if mesh_dir is not None and src.suffix != ".safetensors":
+        return import_upstream(src, mesh_dir=mesh_dir)
+    return load_model(src)
+
+
+def _kind(src: Path) -> str:
+    from novum.checkpoint import checkpoint_kind   # torch
+
+    return "novum checkpoint" if checkpoint_kind(src) == "native" else "upstream NOVUM checkpoint"
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise InputError(f"{out}: output folder is not writable ({e.strerror}); pass a writable --output-dir") from None
+
+
+def _rebuild_command(src: Path, out: Path, fp16: bool, int8: bool, batch: int, size, features: bool,
+                     name: str | None) -> str:
+    args = ["novum-export", "--checkpoint", str(src), "--output-dir", str(out), "--batch", str(batch),
+            "--imgsz", str(size[0]), str(size[1])]
+    args += ["--fp16"] if fp16 else []
+    args += ["--int8"] if int8 else []
+    args += ["--features"] if features else []
+    args += ["--name", name] if name else []
+    return shlex.join(args + ["--engine"]) + " on this machine"
+
+
+def _step(res: ExportResult, name: str) -> float:
+    return time.perf_counter()
+
+
+def _done(res: ExportResult, name: str, t0: float) -> float:
+    res.timings[name] = time.perf_counter() - t0
+    return res.timings[name]
+
+
+# ----------------------------------------------------------------------------------------------
+# novum-run: which model file to run
+
+
+def cached_onnx(checkpoint: Path, features: bool = False, quiet: bool = False) -> Path:
+    """The ONNX export of ``checkpoint`` from the cache, exporting it on first use (needs torch once).
+
+    ``<cache>/exports/<name>-<sha256 of the checkpoint, 12 hex>[-features].onnx`` in
+    :func:`novum.contracts.cache.cache_dir`; a changed checkpoint gets a new file.
+    """
+    digest = sha256_file(checkpoint)[:12]
+    folder = cache_dir() / "exports"
+    out = folder / f"{checkpoint.stem}-{digest}{'-features' if features else ''}.onnx"
+    if out.is_file():
+        return out
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{folder}: cannot create the export cache ({e.strerror}); set NOVUM_CACHE to a writable "
+                         f"folder or run with --backend torch") from None
+    if not quiet:
+        print(f"exporting {checkpoint.name} to ONNX once (cached at {out})", file=sys.stderr, flush=True)
+    from novum.checkpoint import load_model   # torch
+    from novum.export.onnx import export_onnx
+
+    export_onnx(load_model(checkpoint), out, features=features, source_sha256=sha256_file(checkpoint))
+    return out
+
+
+def resolve_model(model: str | Path | None, backend: str = "auto", features: bool = False,
+                  quiet: bool = False) -> tuple[Path, Path | None]:
+    """(file to load, native checkpoint it came from or None) for ``--model`` / ``--backend``.
+
+    A native checkpoint (``.safetensors``, upstream ``.pth``; default: the bundled demo model) runs
+    on ONNX Runtime through its cached export, so a classification run needs no torch after the
+    first one; ``--backend torch`` runs it directly. An ONNX model or a TensorRT engine runs as given.
+    """
+    path = Path(model).expanduser() if model else demo_model_path()
+    kind = backend_kind(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model not found")
+    native = path if path.suffix.lower() in NATIVE else None
+    if backend in ("auto", "onnxruntime") and native is not None:
+        return cached_onnx(native, features, quiet), native
+    if backend != "auto" and backend != kind:
+        raise InputError(f"{path.name} is a {kind} model; --backend {backend} cannot run it "
+                         f"(use --backend auto, or export it with novum-export)")
+    return path, native
+
+
+def run(source: str, model: str | Path | None = None, *, backend: str = "auto", device: str = "auto",
+        threads: int = 0, keep_all: bool = False, show: bool | None = None, pose_model: str | Path | None = None,
+        quiet: bool = False, **opts: object) -> RunSummary:
+    """``novum-run``: resolve ``model`` (:func:`resolve_model`), then :func:`novum.runtime.run.run`.
+
+    ``opts`` are :class:`novum.runtime.pipeline.RunOptions` fields; ``show=None`` opens a window
+    only where a display exists.
+    """
+    show = running.window_wanted(show)
+    # features are exported only when a pose can be asked for (--pose-every, or the 'p' key in a window)
+    path, native = resolve_model(model, backend, features=bool(opts.get("pose_every")) or show, quiet=quiet)
+    return running.run(source, path, device=device, threads=threads, keep_all=keep_all, show=show,
+                       pose_model=pose_model or native, quiet=quiet, **opts)
+
+
+# ----------------------------------------------------------------------------------------------
+# novum-bench: make every precision, then measure
+
+
+def bench(model: str | Path | None = None, source: str | None = None, *, frames: int = 32, runs: int = 50,
+          warmup: int = 5, rounds: int = 3, threads: int = 0, workdir: str | Path | None = None,
+          log: Callable[[str], None] = print) -> tuple[list[measuring.Row], dict[str, Any]]:
+    """Export ``model`` (default: the demo model) to every precision, build TensorRT engines where
+    possible, and measure each (:func:`novum.runtime.bench.measure`); returns the rows and run info."""
+    import torch
+
+    from novum.checkpoint import load_model
+    from novum.export.onnx import export_onnx
+
+    if threads:
+        torch.set_num_threads(threads)
+    ckpt = Path(model) if model else demo_model_path()
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="novum-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    net = load_model(ckpt)
+    cfg = net.config
+    imgs, video, what = _bench_frames(source, cfg.input_size, frames, work)
+    log(f"model {ckpt.name} ({cfg.backbone.arch}, {cfg.num_classes} classes, {cfg.input_size[0]}x{cfg.input_size[1]}); "
+        f"frames: {what}; work dir {work}")
+
+    files: dict[tuple[str, str], Path | str] = {("torch", "fp32"): ckpt}
+    onnx32 = work / f"{ckpt.stem}.onnx"
+    files[("onnxruntime", "fp32")] = export_onnx(net, onnx32, max_batch=8)
+    try:
+        files[("onnxruntime", "fp16")] = convert_fp16(onnx32, work / f"{ckpt.stem}_fp16.onnx")
+    except Exception as e:  # noqa: BLE001 - shown in the table
+        files[("onnxruntime", "fp16")] = f"failed: {measuring.short_error(e)}"
+    try:
+        # the accuracy gate is relaxed here: the table's top-1 column reports the agreement instead
+        files[("onnxruntime", "int8")] = Path(quantize_int8(onnx32, work / f"{ckpt.stem}_int8.onnx",
+                                                            allow_degraded=True, log=log))
+    except Exception as e:  # noqa: BLE001
+        files[("onnxruntime", "int8")] = f"failed: {measuring.short_error(e)}"
+    why = engine_unavailable_reason()
+    for prec in ("fp32", "fp16"):
+        src_onnx = files.get(("onnxruntime", prec))
+        if why:
+            files[("tensorrt", prec)] = f"unavailable: {why}"
+        elif isinstance(src_onnx, Path):
+            try:
+                files[("tensorrt", prec)] = build_engine(src_onnx, work / f"{ckpt.stem}_{prec}.engine",
+                                                         options=EngineOptions(max_batch=8), log=log)
+            except Exception as e:  # noqa: BLE001
+                files[("tensorrt", prec)] = f"failed: {measuring.short_error(e)}"
+
+    rows = measuring.measure(files, imgs, video, frames=frames, runs=runs, warmup=warmup, rounds=rounds,
+                             threads=threads, workdir=work, log=log)
+    info = {"model": str(ckpt), "model_sha256": sha256_file(ckpt), "frames": what, "runs": runs, "rounds": rounds,
+            "batch": 1, "threads": threads or "default", "machine": measuring.machine()}
+    return rows, info
+
+
+def _bench_frames(source: str | None, input_size: tuple[int, int], n: int, work: Path) -> tuple[np.ndarray, Path, str]:
+    """Framed frames for agreement/latency, and the video the pipeline runs on: ``source``, else the
+    demo clip, else a video of rendered frames written to ``work``."""
+    if source is None:
+        src_path = DEMO_CLIP if DEMO_CLIP.is_file() else None
+    elif source == "demo":
+        src_path = demo_clip_path()
+    else:
+        src_path = Path(source)
+    if src_path is not None:
+        imgs = measuring.video_frames(src_path, input_size, n)
+        return imgs, src_path, f"{src_path.name} ({len(imgs)} frames)"
+    H, W = input_size
+    big = render_frames(n, 2 * H, 2 * W, seed=0)
+    video = work / "bench_clip.mp4"
+    wr = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (2 * W, 2 * H))
+    for f in big:
+        wr.write(f)
+    wr.release()
+    framer = Framer(input_size)
+    return np.stack([framer(f)[0] for f in big]), video, f"{n} rendered frames (no demo clip; generated video)"
