@@ -9,23 +9,25 @@ about one model latency. Prints a markdown table (ages in ms, first / last quart
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from novum.api import cached_onnx
+from novum.bundled import demo_model_path
+from novum.export.frames import render_frames
+from novum.runtime.backends import load
+from novum.runtime.pipeline import Pipeline, RunOptions
+from novum.runtime.sources import LiveSource
 
 
 class Camera:
     """Frames of a fixed size at ``fps``; records when each frame was captured."""
 
     def __init__(self, fps: float, seconds: float, h: int, w: int) -> None:
-        from factories import structured_frames
-
-        self.imgs = structured_frames(8, h, w, seed=0)
+        self.imgs = render_frames(8, h, w, seed=0)
         self.dt, self.n, self.i = 1.0 / fps, int(fps * seconds), 0
         self.t_next = time.perf_counter()
         self.born: list[float] = []
@@ -48,10 +50,6 @@ class Camera:
 
 
 def measure(model: Path, keep_all: bool, fps: float, seconds: float) -> dict:
-    from novum.runtime.backends import load
-    from novum.runtime.pipeline import Pipeline, RunOptions
-    from novum.runtime.sources import LiveSource
-
     with load(model) as b:
         h, w = b.input_size
         cam = Camera(fps, seconds, 2 * h, 2 * w)
@@ -76,17 +74,11 @@ def measure(model: Path, keep_all: bool, fps: float, seconds: float) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help=".onnx model (default: the small test model, exported here)")
+    p.add_argument("--model", help=".onnx model (default: the bundled demo model's cached ONNX export)")
     p.add_argument("--fps", type=float, default=60.0)
     p.add_argument("--seconds", type=float, default=6.0)
     a = p.parse_args()
-    model = Path(a.model) if a.model else None
-    if model is None:
-        from factories import make_small_model
-
-        from novum.export.onnx import export_onnx
-
-        model = export_onnx(make_small_model(), Path(tempfile.mkdtemp()) / "small.onnx")
+    model = Path(a.model) if a.model else cached_onnx(demo_model_path())
     rows = [measure(model, keep, a.fps, a.seconds) for keep in (False, True)]
     print(f"camera {a.fps:g} FPS for {a.seconds:g} s, model {model.name}\n")
     print("| mode | frames produced | shown | dropped | age first quarter (ms) | age last quarter (ms) | max age (ms) |")
