@@ -4,7 +4,7 @@
         --out pose_accuracy.md
 
 Prints (and writes) the table: per occlusion level (clean, L1-L3) accuracy at pi/6 and pi/18,
-median rotation error (upstream metric, shared/docs/upstream-novum.md 5.7) and the median wall time
+median rotation error (upstream metric, docs/upstream.md 5.7) and the median wall time
 of one refinement (grid init + Adam steps) on one CPU thread. GT class and GT box, as upstream.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What gets quantized, and the checks that the result is what TensorRT and ONNX Runtime need.
 
-Recipe (shared/docs/deployment-facts.md section 3): symmetric INT8 (zero points 0, as TensorRT
-requires), per-channel weights, fp32 biases (TensorRT dequantizes no int32), Q/DQ format, on the
+Recipe (README, "INT8"): symmetric INT8 (zero points 0: TensorRT's ONNX parser accepts
+QuantizeLinear / DequantizeLinear only with zero points 0), per-channel weights, fp32 biases (TensorRT dequantizes no int32), Q/DQ format, on the
 backbone only; Q/DQ on the inputs of each Conv, and on its output only where that is exact
 (:func:`settle_output_qdq`); one Q/DQ pair per consumer (:func:`dedicate_qdq`). The backbone is found in the
 graph, not by node names: it is every node upstream of the feature projection, the Conv whose

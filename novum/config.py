@@ -13,7 +13,7 @@ PASCAL3D_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "boat", "bottle", "bus", "car",
     "chair", "diningtable", "motorbike", "sofa", "train", "tvmonitor",
 )
-# Upstream per-class vertex counts (shared/docs/upstream-novum.md section 3) and the cuboid grid
+# Upstream per-class vertex counts (docs/upstream.md section 3) and the cuboid grid
 # (xn, yn, zn) that produced them.
 PASCAL3D_N_LIST: tuple[int, ...] = (1032, 1030, 1112, 1062, 1130, 1024, 1046, 1088, 1112, 1078, 1076, 1046)
 PASCAL3D_GRIDS: tuple[tuple[int, int, int], ...] = (

@@ -1,6 +1,6 @@
 """The matching head: the one place the NOVUM classification math lives.
 
-Upstream (shared/docs/upstream-novum.md section 4), per image and pixel:
+Upstream (docs/upstream.md section 4), per image and pixel:
 ``S = bank @ F / 2 + 0.5`` over ALL C*max_n bank rows (padding rows included, clutter rows not),
 ``val, idx = max(S)``; class c's score is the sum of ``val`` over pixels whose winning row is one of
 class c's real (non-padding) rows, divided by the number of bank rows C*max_n.

@@ -1,7 +1,7 @@
 """From raw outputs to what users see: top-k labels with a confidence that means something.
 
 Upstream scores are ``sum of winning similarities / (C * max_n)`` per class, so a softmax over
-them is nearly uniform by construction (p_max <~ 0.15 whatever the image; upstream-novum.md 4.b)
+them is nearly uniform by construction (p_max <~ 0.15 whatever the image; docs/upstream.md 4.b)
 and says nothing. What novum shows instead, in the overlay and in JSONL:
 
 - ``share``: the class's **vote share** = score_c / sum_k score_k, the fraction of the

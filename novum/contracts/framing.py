@@ -1,7 +1,7 @@
 """Framing: turn a camera/video frame into the model's input the way the model was trained.
 
 Upstream crops put the object centre at the crop centre at a fixed scale, with zero padding outside
-the image (shared/docs/upstream-novum.md section 2). Live video has no annotation, so:
+the image (docs/upstream.md section 2). Live video has no annotation, so:
 
 - default: the largest centred box of the model's aspect ratio (H:W) is cropped and resized;
 - ``roi=(x, y, w, h)``: the user's object box; the smallest box of the model's aspect ratio that

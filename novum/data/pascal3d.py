@@ -1,4 +1,4 @@
-"""PASCAL3D+ in the NeMo-preprocessed layout (shared/docs/upstream-novum.md section 7), as Samples.
+"""PASCAL3D+ in the NeMo-preprocessed layout (docs/upstream.md section 7), as Samples.
 
 Reads ``<root>/images/<dir>/<name>``, ``<root>/annotations/<dir>/<stem>.npz`` (merged with
 ``annotations3D_single/<dir>/<stem>.npz`` when present) and the list ``lists3D_single/<dir>/mesh01.txt``

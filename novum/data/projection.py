@@ -1,4 +1,4 @@
-"""The upstream camera (novum.pose.camera, shared/docs/upstream-novum.md 5.3) in numpy, for the generator.
+"""The upstream camera (novum.pose.camera, docs/upstream.md 5.3) in numpy, for the generator.
 
 Same math as :func:`novum.pose.camera.project_pascal` (tested to agree), without torch, so that data
 generation stays light. Vertices are in the PASCAL CAD frame (z up); pixel (i, j) has its centre at

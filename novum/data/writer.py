@@ -2,7 +2,7 @@
 
 ``<root>/images/<dir>/<name>.png`` (or ``.JPEG``), ``<root>/annotations/<dir>/<name>.npz`` and
 ``<root>/lists/<dir>/mesh01.txt`` where ``<dir>`` is the category, suffixed ``FGLn_BGLn`` for occlusion
-level Ln as in OccludedPASCAL3D+. Annotation keys follow shared/docs/upstream-novum.md section 7
+level Ln as in OccludedPASCAL3D+. Annotation keys follow docs/upstream.md section 7
 (``cropped_kp_list``, ``visible``, ``kp_weights``, ``azimuth``, ``elevation``, ``theta``, ``distance``,
 ``box_obj``, ``box``, ``focal``, ``principal``, ...) plus ``obj_mask`` / ``occluder_mask`` when known.
 Every file is written atomically; the lists (what loaders read) are written last, so an interrupted

@@ -1,4 +1,4 @@
-"""Upstream camera model in plain torch (shared/docs/upstream-novum.md section 5.3).
+"""Upstream camera model in plain torch (docs/upstream.md section 5.3).
 
 Frames: object vertices are in the PASCAL CAD frame (z up); :func:`pascal_to_view_frame` maps them
 to pytorch3d's frame ((x, y, z) -> (x, z, -y), y up). The camera sits at ``C`` (spherical angles

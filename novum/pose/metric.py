@@ -1,4 +1,4 @@
-"""The upstream pose metric (shared/docs/upstream-novum.md section 5.7), numpy only.
+"""The upstream pose metric (docs/upstream.md section 5.7), numpy only.
 
 ``cal_rotation_matrix(theta, e, a, d) = Rz(theta) @ Rx(-(pi/2 - e)) @ Rz(-a)`` (the rotation part of
 upstream's ``get_transformation_matrix``); the error between two poses is the rotation angle of

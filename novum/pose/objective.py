@@ -1,4 +1,4 @@
-"""Render-and-compare objectives (shared/docs/upstream-novum.md sections 5.5-5.6, 11).
+"""Render-and-compare objectives (docs/upstream.md sections 5.5-5.6, 11).
 
 ``nemo`` (default): per pixel the dot product ``obj = <rendered, feature>`` (0 where nothing is
 rendered), ``loss = 1 - mean(obj)``; with clutter, ``clu = <mean clutter feature, feature>`` and

@@ -1,4 +1,4 @@
-"""Differentiable feature renderer in plain torch (shared/docs/upstream-novum.md sections 5.2-5.4).
+"""Differentiable feature renderer in plain torch (docs/upstream.md sections 5.2-5.4).
 
 The class cuboid mesh carries one feature per vertex; a camera at ``C`` (looking at the origin,
 rolled by theta) sees it through the upstream perspective camera. Rasterisation follows

@@ -1,5 +1,5 @@
 """Feature-bank updates during training: the momentum update of the vertex rows and the clutter
-ring buffer (upstream ``FeatureBank.forward``, shared/docs/upstream-novum.md section 6).
+ring buffer (upstream ``FeatureBank.forward``, docs/upstream.md section 6).
 
 Both are split into a local reduction (sums and counts per class, this rank's noise features) and
 an update applied identically on every rank, so that under DistributedDataParallel the reductions

@@ -1,4 +1,4 @@
-"""The NOVUM contrastive objective (shared/docs/upstream-novum.md section 6), without upstream's defects.
+"""The NOVUM contrastive objective (docs/upstream.md section 6), without upstream's defects.
 
 For every visible vertex k of an image of class y, with ``x_k`` the unit feature at its cell:
 
