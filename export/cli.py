@@ -53,6 +53,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16-head", choices=("fp16", "fp32"), default="fp16",
                    help="precision of the matching GEMMs in the fp16 graph (default fp16)")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}; <= 20 for int8)")
+    p.add_argument("--triton", metavar="DIR", help="also write a Triton Inference Server model repository into DIR: "
+                                                   "each ONNX file on onnxruntime_onnx, each engine on tensorrt_plan, "
+                                                   "max_batch_size = --batch, dynamic batching, labels on 'scores'")
+    p.add_argument("--triton-instances", type=int, default=1, metavar="N",
+                   help="model instances per device in the Triton configs (default 1)")
     p.add_argument("--mesh-dir", help="upstream CAD_single folder: exact meshes for an upstream .pth")
     return p
 
@@ -72,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
                      version_compatible=args.version_compatible, hardware_compatible=args.hardware_compatible,
                      timing_cache=args.timing_cache, name=args.name, opset=args.opset, fp16_head=args.fp16_head,
                      verify_frames=args.verify_frames, verify_images=args.verify_images, mesh_dir=args.mesh_dir,
-                     int8_options=int8_options)
+                     int8_options=int8_options, triton=args.triton, triton_instances=args.triton_instances)
         total = sum(res.timings.values())
-        print(f"done in {total:.1f}s: " + ", ".join(str(p) for p in [*res.onnx.values(), *res.engines.values()]))
+        files = [*res.onnx.values(), *res.engines.values()] + ([args.triton] if res.triton else [])
+        print(f"done in {total:.1f}s: " + ", ".join(str(p) for p in files))
         if not res.ok:
             print("error: verification failed: an output is outside its stated tolerance (table above)",
                   file=sys.stderr)

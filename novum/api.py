@@ -36,6 +36,7 @@ from novum.errors import InputError
 from novum.export.fp16 import convert_fp16
 from novum.export.frames import load_frames, render_frames
 from novum.export.tensorrt import EngineOptions, build_engine, engine_unavailable_reason
+from novum.export.triton import write_export_repository
 from novum.export.verify import verify as run_verify
 from novum.io import sha256_file
 from novum.runtime import bench as measuring
@@ -51,6 +52,7 @@ class ExportResult:
     onnx: dict[str, Path] = field(default_factory=dict)      # precision -> .onnx
     engines: dict[str, Path] = field(default_factory=dict)   # precision -> .engine
     engine_skipped: str | None = None                         # why no engine was built
+    triton: dict[str, Path] = field(default_factory=dict)     # Triton model name -> folder (--triton)
     verify: Any = None                                        # VerifyReport with --verify
     timings: dict[str, float] = field(default_factory=dict)   # step -> seconds
     source: Path | None = None
@@ -68,19 +70,25 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
            timing_cache: str | Path | None = None, name: str | None = None, opset: int = OPSET,
            fp16_head: str = "fp16", verify_frames: int = 8, verify_images: str | Path | None = None,
            mesh_dir: str | Path | None = None, log: Callable[[str], None] = print,
-           int8_options: dict[str, Any] | None = None) -> ExportResult:
+           int8_options: dict[str, Any] | None = None, triton: str | Path | None = None,
+           triton_instances: int = 1) -> ExportResult:
     """Export a checkpoint (native ``.safetensors`` or upstream ``.pth``; default: the demo model).
 
     ``engine=None`` builds TensorRT engines when TensorRT and a GPU are present, else says why not.
     ``int8_options`` go to ``novum.calibration.quantize.quantize_int8`` (calib, method, samples, ...).
+    ``triton``: also write a Triton model repository there (:mod:`novum.export.triton`).
     """
     from novum.export.onnx import export_onnx   # torch
 
     res = ExportResult()
     if batch < 1:
         raise InputError(f"--batch must be >= 1, got {batch}")
+    if triton_instances < 1:
+        raise InputError(f"--triton-instances must be >= 1, got {triton_instances}")
     out = Path(output_dir)
     _check_writable(out)
+    if triton is not None:
+        _check_writable(Path(triton))
     src = Path(checkpoint) if checkpoint is not None else demo_model_path()
     res.source = src
 
@@ -109,6 +117,11 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
 
     _engines(res, out, stem, engine, batch, workspace, strict_fp32, version_compatible, hardware_compatible,
              timing_cache, _rebuild_command(src, out, fp16, int8, batch, cfg.input_size, features, name), log)
+    if triton is not None:
+        t = _step(res, "triton")
+        res.triton = write_export_repository(triton, res.onnx, res.engines, max_batch=batch,
+                                             instances=triton_instances, log=log)
+        _done(res, "triton", t)
 
     if verify:
         t = _step(res, "verify")
