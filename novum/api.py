@@ -263,13 +263,19 @@ def resolve_model(model: str | Path | None, backend: str = "auto", features: boo
 
 def run(source: str, model: str | Path | None = None, *, backend: str = "auto", device: str = "auto",
         threads: int = 0, keep_all: bool = False, show: bool | None = None, pose_model: str | Path | None = None,
-        quiet: bool = False, **opts: object) -> RunSummary:
+        quiet: bool = False, server: str | None = None, **opts: object) -> RunSummary:
     """``novum-run``: resolve ``model`` (:func:`resolve_model`), then :func:`novum.runtime.run.run`.
 
     ``opts`` are :class:`novum.runtime.pipeline.RunOptions` fields; ``show=None`` opens a window
-    only where a display exists.
+    only where a display exists. ``server``: a Triton server runs the model (``model`` = its name there).
     """
     show = running.window_wanted(show)
+    if server:
+        if backend != "auto" or device != "auto" or threads:
+            raise InputError("--backend, --device and --threads choose a local runtime; with --server the server runs "
+                             "the model (drop them, or drop --server)")
+        return running.run(source, model, keep_all=keep_all, show=show, pose_model=pose_model, quiet=quiet,
+                           server=server, **opts)
     # features are exported only when a pose can be asked for (--pose-every, or the 'p' key in a window)
     path, native = resolve_model(model, backend, features=bool(opts.get("pose_every")) or show, quiet=quiet)
     return running.run(source, path, device=device, threads=threads, keep_all=keep_all, show=show,

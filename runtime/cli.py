@@ -5,6 +5,7 @@ Examples::
     novum-run --source demo --save out.mp4 --jsonl out.jsonl      # bundled model + clip, headless
     novum-run --model model.engine --source 0                      # webcam, TensorRT, window
     novum-run --model model.onnx --source clip.mp4 --roi 100 80 320 240 --topk 5
+    novum-run --server 127.0.0.1:8000 --source clip.mp4 --jsonl out.jsonl   # through a Triton server
 
 Keys in the window: q / Esc quit, space pause, p estimate the pose now.
 
@@ -26,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="novum-run", description=__doc__.replace("``", "").replace("::", ":"),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model.engine/.plan (TensorRT), .onnx (ONNX Runtime) or .safetensors/.pth "
-                                   "(exported to ONNX once and cached; default: the bundled demo model)")
+                                   "(exported to ONNX once and cached; default: the bundled demo model); with "
+                                   "--server, the model's name on the server (default: its only model)")
+    p.add_argument("--server", metavar="HOST:PORT",
+                   help="classify through a Triton Inference Server (novum-serve or the production container): "
+                        "HOST:PORT or http://HOST:PORT for HTTP, grpc://HOST:PORT for gRPC")
     p.add_argument("--source", default="demo", help="camera index, /dev/videoN, video, image, folder, glob, "
                                                     "rtsp:// or http:// URL, or 'demo' (default)")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch", "tensorrt"],
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                           topk=args.topk, roi=tuple(args.roi) if args.roi else None,
                           save=Path(args.save) if args.save else None, jsonl=Path(args.jsonl) if args.jsonl else None,
                           parts=args.parts, parts_alpha=args.parts_alpha, pose_every=args.pose_every,
-                          max_frames=args.max_frames)
+                          max_frames=args.max_frames, server=args.server)
         outs = [str(p) for p in (summary.saved, summary.jsonl) if p is not None]
         print(summary.line() + (f"; wrote {', '.join(outs)}" if outs else ""), file=sys.stderr)
         if summary.interrupted:

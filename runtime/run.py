@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from novum.errors import InputError, NovumError
-from novum.runtime.backends import load
+from novum.runtime.backends import load, validate
 from novum.runtime.display import display_available
 from novum.runtime.pipeline import Pipeline, RunOptions, RunSummary
 from novum.runtime.sources import open_source
@@ -30,19 +30,26 @@ def window_wanted(show: bool | None) -> bool:
     return has_display
 
 
-def run(source: str, model: str | Path, *, device: str = "auto", threads: int = 0, keep_all: bool = False,
+def run(source: str, model: str | Path | None, *, device: str = "auto", threads: int = 0, keep_all: bool = False,
         show: bool | None = None, pose_model: str | Path | None = None, quiet: bool = False,
-        **opts: object) -> RunSummary:
+        server: str | None = None, **opts: object) -> RunSummary:
     """Classify every frame of ``source`` with the model file ``model``; ``opts`` are :class:`RunOptions` fields.
 
     ``show=None`` opens a window only where a display exists. ``pose_model``: the native checkpoint
-    of the pose refiner. Raises :class:`StreamError` (after closing the outputs) when the source
-    broke mid-way.
+    of the pose refiner. ``server``: classify through a Triton server instead (``HOST:PORT``,
+    ``grpc://HOST:PORT``); ``model`` is then the model's name there (None: its only model).
+    Raises :class:`StreamError` (after closing the outputs) when the source broke mid-way.
     """
     ro = RunOptions(**opts)  # type: ignore[arg-type]
     ro.show = window_wanted(show)
     ro.pose_checkpoint = Path(pose_model) if pose_model else None
-    be = load(model, device=device, intra_op_threads=threads, threads=threads)
+    if server:
+        from novum.runtime.backends.triton import TritonBackend
+
+        be = TritonBackend(server, model=str(model) if model else None)
+        validate(be)
+    else:
+        be = load(model, device=device, intra_op_threads=threads, threads=threads)
     try:
         src = open_source(source, keep_all=keep_all)
     except BaseException:

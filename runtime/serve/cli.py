@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from novum.runtime.serve.server import LOOPBACK_HOSTS, ServeError, ServeOptions, TritonServer
 
-        if _main_thread():
+        if _main_thread():   # also when started with SIGINT ignored (a background job of a script)
             signal.signal(signal.SIGTERM, _raise_interrupt)
+            signal.signal(signal.SIGINT, _raise_interrupt)
         opts = ServeOptions(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                             metrics_port=args.metrics_port, name=args.name, max_batch=args.max_batch,
                             instances=args.instances, queue_delay_us=args.queue_delay_us, device=args.device,

@@ -84,6 +84,9 @@ class TritonServer:
         self.name = ""
         self.describe = ""
         self.ports: dict[str, int] = {}
+        self.instance_kind = "cpu"
+        self.max_batch = 0
+        self._shm_prefix = f"novum-serve-{os.getpid()}-{id(self):x}-"   # the Python backend's shared memory
         self._log_tail: collections.deque[str] = collections.deque(maxlen=400)
         self._reader: threading.Thread | None = None
 
@@ -123,30 +126,19 @@ class TritonServer:
                       (("http", o.http_port), ("grpc", o.grpc_port), ("metrics", o.metrics_port))}
         if len(set(self.ports.values())) < 3:
             raise InputError(f"--http-port, --grpc-port and --metrics-port must differ, got {self.ports}")
-        path, spec, max_batch, kind = self._check_model()
         self.run_dir = Path(tempfile.mkdtemp(prefix="novum-serve-"))
         try:
-            repo = Path(o.repository) if o.repository else self.run_dir / "models"
-            gpu = kind == "tensorrt" or o.device in ("cuda", "tensorrt")
-            params = {"novum_model_file": "model" + (".plan" if kind == "tensorrt" else ".onnx"),
-                      "novum_device": o.device, "novum_threads": str(int(o.threads))}
-            write_model(repo, self.name, path, spec,
-                        RepoOptions(max_batch=max_batch, instances=o.instances, kind="gpu" if gpu else "cpu",
-                                    queue_delay_us=o.queue_delay_us, parameters=params),
-                        backend="python", model_file=params["novum_model_file"], extra_files={"model.py": MODEL_PY},
-                        comment=f"novum-serve: {path.name} through novum.runtime ({kind}) in Triton's Python backend")
+            repo = self.write_repository(Path(o.repository) if o.repository else self.run_dir / "models")
             backends = prepare_backends(dist, self.run_dir / "backends")
             self.log_path = self.run_dir / "tritonserver.log"
+            gpu = self.instance_kind == "gpu"
             cmd = [str(dist.binary), "--model-repository", str(repo.resolve()), "--backend-directory", str(backends),
                    "--http-address", o.host, "--http-port", str(self.ports["http"]),
                    "--grpc-address", o.host, "--grpc-port", str(self.ports["grpc"]),
                    "--metrics-address", o.host, "--metrics-port", str(self.ports["metrics"]),
                    "--allow-gpu-metrics", "true" if gpu else "false",
                    "--strict-readiness", "true", "--exit-timeout-secs", str(int(o.exit_timeout)),
-                   "--backend-config", f"python,shm-region-prefix-name=novum{os.getpid()}x{self.ports['http']}_"]
-            self.describe = (f"{self.name}: {path.name} ({kind}, {spec.precision}) in Triton's Python backend, "
-                             f"max batch {max_batch}, {o.instances} instance(s) on {'GPU' if gpu else 'CPU'}, "
-                             f"dynamic batching (queue delay {o.queue_delay_us} us)")
+                   "--backend-config", f"python,shm-region-prefix-name={self._shm_prefix}"]
             self.proc = subprocess.Popen(cmd, env=server_env(dist), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, start_new_session=True,
                                          preexec_fn=_die_with_parent if o.die_with_parent else None)
@@ -157,6 +149,24 @@ class TritonServer:
             self.stop()
             raise
         return self
+
+    def write_repository(self, repo: Path) -> Path:
+        """Check the model and write the Python-backend repository for it into ``repo``."""
+        o = self.opts
+        path, spec, max_batch, kind = self._check_model()
+        self.instance_kind = "gpu" if kind == "tensorrt" or o.device in ("cuda", "tensorrt") else "cpu"
+        params = {"novum_model_file": "model" + (".plan" if kind == "tensorrt" else ".onnx"),
+                  "novum_device": o.device, "novum_threads": str(int(o.threads))}
+        write_model(repo, self.name, path, spec,
+                    RepoOptions(max_batch=max_batch, instances=o.instances, kind=self.instance_kind,
+                                queue_delay_us=o.queue_delay_us, parameters=params),
+                    backend="python", model_file=params["novum_model_file"], extra_files={"model.py": MODEL_PY},
+                    comment=f"novum-serve: {path.name} through novum.runtime ({kind}) in Triton's Python backend")
+        self.max_batch = max_batch
+        self.describe = (f"{self.name}: {path.name} ({kind}, {spec.precision}) in Triton's Python backend, "
+                         f"max batch {max_batch}, {o.instances} instance(s) on {self.instance_kind.upper()}, "
+                         f"dynamic batching (queue delay {o.queue_delay_us} us)")
+        return repo
 
     def stop(self) -> int | None:
         """Stop the server and its children; returns its exit code (None if it never started)."""
@@ -175,6 +185,9 @@ class TritonServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)   # its own session: only its stubs are left in it
             if self._reader is not None:
                 self._reader.join(timeout=5)
+            for f in Path("/dev/shm").glob(self._shm_prefix + "*"):   # left behind when the server was killed
+                with contextlib.suppress(OSError):
+                    f.unlink()
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.run_dir = None
