@@ -3,8 +3,11 @@ requests batched and split back in order, per-request errors, chunking, requeste
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import textwrap
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,14 +74,19 @@ class FakeModelException(Exception):
     pass
 
 
-@pytest.fixture
-def pb(monkeypatch):
+def fake_pb_module() -> types.ModuleType:
     mod = types.ModuleType("triton_python_backend_utils")
     mod.Tensor = FakeTensor
     mod.InferenceResponse = FakeResponse
     mod.TritonError = FakeError
     mod.TritonModelException = FakeModelException
     mod.get_input_tensor_by_name = lambda r, name: r.inputs.get(name)
+    return mod
+
+
+@pytest.fixture
+def pb(monkeypatch):
+    mod = fake_pb_module()
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", mod)
     return mod
 
@@ -188,3 +196,24 @@ def test_repository_options_reach_the_config(tmp_path):
     assert (repo / "cam" / "1" / "model.onnx").read_bytes() == small_onnx().read_bytes()
     assert "from novum.runtime.serve.python_model import TritonPythonModel" in (repo / "cam" / "1" / "model.py").read_text()
     assert RepoOptions().kind == "auto"
+
+
+def test_the_served_model_and_the_serving_modules_need_no_torch(tmp_path):
+    """model.py's import chain, the server and the client with torch made unimportable."""
+    onnx = small_onnx()
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None            # any 'import torch' now fails
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        import numpy as np
+        import novum.runtime.backends.triton, novum.runtime.serve.cli, novum.runtime.serve.server
+        import test_triton_python_model as T
+        sys.modules["triton_python_backend_utils"] = T.fake_pb_module()
+        m, _ = T.make_model(Path({str(tmp_path)!r}), {str(onnx)!r})
+        res = m.execute([T.FakeRequest(np.zeros((2, 128, 160, 3), np.uint8))])
+        assert res[0].error is None and res[0].outputs["scores"].shape == (2, len(m.backend.classes)), res[0].error
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

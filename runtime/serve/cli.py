@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from novum.cli_util import run_cli
+from novum.runtime.cli import _raise_interrupt, threading_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from novum.runtime.serve.server import LOOPBACK_HOSTS, ServeError, ServeOptions, TritonServer
 
-        if _main_thread():   # also when started with SIGINT ignored (a background job of a script)
+        if threading_main():   # also when started with SIGINT ignored (a background job of a script)
             signal.signal(signal.SIGTERM, _raise_interrupt)
             signal.signal(signal.SIGINT, _raise_interrupt)
         opts = ServeOptions(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
@@ -81,16 +82,6 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     return run_cli(body)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
