@@ -84,12 +84,39 @@ def stream_process(url, protocol, model, frames_path, stream, offset, n, start, 
     np.savez(out_path, **stream_loop(url, protocol, model, frames, stream, offset, n, start))
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def server_pids(root: int) -> list[int]:
+    """tritonserver and its children (the Python-backend stubs)."""
+    pids = [root]
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == root:
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids
+
+
 def model_stats(http_url: str, model: str) -> dict:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(f"http://{http_url}/v2/models/{model}/stats", timeout=10) as r:
         s = json.loads(r.read())["model_stats"][0]
     return {"inference_count": int(s["inference_count"]), "execution_count": int(s["execution_count"]),
-            "batches": {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in s.get("batch_stats", [])}}
+            "batches": {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in s.get("batch_stats", [])},
+            "infer_ns": sum(int(b["compute_infer"]["ns"]) for b in s.get("batch_stats", []))}
 
 
 def run_streams(server, protocol: str, frames_path: Path, ref: np.ndarray, n_streams: int, n_frames: int,
@@ -97,6 +124,8 @@ def run_streams(server, protocol: str, frames_path: Path, ref: np.ndarray, n_str
     url = server.grpc_url.split("://")[1] if protocol == "grpc" else server.http_url
     total = len(ref)
     before = model_stats(server.http_url, server.name)
+    spids = server_pids(server.proc.pid)
+    cpu0 = (cpu_seconds(spids), time.process_time())
     offsets = [(s * total) // n_streams for s in range(n_streams)]
     if clients == "processes":
         ctx = mp.get_context("spawn")
@@ -127,6 +156,7 @@ def run_streams(server, protocol: str, frames_path: Path, ref: np.ndarray, n_str
         if any(r is None for r in res):
             raise SystemExit("a client stream failed")
     after = model_stats(server.http_url, server.name)
+    cpu1 = (cpu_seconds(spids), time.process_time())
     t0 = min(float(r["t"][0]) for r in res)
     t1 = max(float(r["t"][1]) for r in res)
     lat = np.concatenate([r["lat"] for r in res]) * 1000
@@ -149,7 +179,11 @@ def run_streams(server, protocol: str, frames_path: Path, ref: np.ndarray, n_str
     inf = after["inference_count"] - before["inference_count"]
     exe = after["execution_count"] - before["execution_count"]
     frames = sum(len(r["sent"]) for r in res)
+    infer_ms = (after["infer_ns"] - before["infer_ns"]) / 1e6
     return {"streams": n_streams, "frames": frames, "seconds": t1 - t0, "fps": frames / (t1 - t0),
+            "server_ms_per_frame": infer_ms / inf if inf else 0.0,
+            "server_cpu_ms_per_frame": (cpu1[0] - cpu0[0]) * 1000 / frames,
+            "client_cpu_ms_per_frame": (cpu1[1] - cpu0[1]) * 1000 / frames if clients == "threads" else float("nan"),
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
             "server_inferences": inf, "executions": exe, "mean_batch": inf / exe if exe else 0.0,
             "batch_sizes": batches, "lost": lost, "duplicated": dup, "wrong": wrong, "max_abs_err": max_err}
@@ -211,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                 row["round"] = r
                 rows.append(row)
                 print(f"round {r} N={n:2d}: {row['fps']:6.1f} frames/s, p50 {row['p50_ms']:.1f} ms, p99 "
-                      f"{row['p99_ms']:.1f} ms, mean batch {row['mean_batch']:.2f} {row['batch_sizes']}, lost "
+                      f"{row['p99_ms']:.1f} ms, model {row['server_ms_per_frame']:.2f} ms/frame, cpu server "
+                      f"{row['server_cpu_ms_per_frame']:.1f} client {row['client_cpu_ms_per_frame']:.1f} ms/frame, "
+                      f"mean batch {row['mean_batch']:.2f} {row['batch_sizes']}, lost "
                       f"{row['lost']} dup {row['duplicated']} wrong {row['wrong']}", flush=True)
     load_after = os.getloadavg()
     summary = []
@@ -225,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                         "p50_ms": float(np.median([x["p50_ms"] for x in rs])),
                         "p99_ms": float(np.median([x["p99_ms"] for x in rs])),
                         "mean_batch": float(np.mean([x["mean_batch"] for x in rs])), "batch_sizes": hist,
+                        "server_ms_per_frame": float(np.median([x["server_ms_per_frame"] for x in rs])),
+                        "server_cpu_ms_per_frame": float(np.median([x["server_cpu_ms_per_frame"] for x in rs])),
+                        "client_cpu_ms_per_frame": float(np.median([x["client_cpu_ms_per_frame"] for x in rs])),
                         "frames": sum(x["frames"] for x in rs), "lost": sum(x["lost"] for x in rs),
                         "duplicated": sum(x["duplicated"] for x in rs), "wrong": sum(x["wrong"] for x in rs),
                         "max_abs_err": max(x["max_abs_err"] for x in rs)})
@@ -242,16 +281,18 @@ def main(argv: list[str] | None = None) -> int:
              f"- integrity reference: local ONNX Runtime, batch 1; frames of the clip differ from each other by at "
              f"least {min(gaps):.2e} in max |score| (tolerance {ATOL:g})", "",
              "| streams | throughput (frames/s, median) | vs 1 stream (median; per round) | p50 latency (ms) | "
-             "p99 latency (ms) | mean batch | batch sizes Triton formed (size: count) | frames | lost | duplicated "
-             "| wrong stream/frame | max abs err |",
-             "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+             "p99 latency (ms) | mean batch | model time per frame (ms) | server / client CPU per frame (ms) | "
+             "batch sizes Triton formed (size: count) | frames | lost | duplicated | wrong stream/frame | max abs err |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for s in summary:
         hist = ", ".join(f"{b}: {c}" for b, c in sorted(s["batch_sizes"].items()))
         ratios = ", ".join(f"{v:.2f}" for v in per_round[s["streams"]])
         lines.append(f"| {s['streams']} | {s['fps']:.1f} | {s['fps'] / base:.2f}x ({ratios}) | {s['p50_ms']:.1f} | "
-                     f"{s['p99_ms']:.1f} | {s['mean_batch']:.2f} | {hist} | {s['frames']} | {s['lost']} | "
+                     f"{s['p99_ms']:.1f} | {s['mean_batch']:.2f} | {s['server_ms_per_frame']:.2f} | "
+                     f"{s['server_cpu_ms_per_frame']:.1f} / {s['client_cpu_ms_per_frame']:.1f} | {hist} | {s['frames']} | {s['lost']} | "
                      f"{s['duplicated']} | {s['wrong']} | {s['max_abs_err']:.1e} |")
-    lines += ["", "Command: `python benchmarks/triton_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines += ["", "Model time per frame: Triton's compute_infer time (the Python backend's execute: batching the "
+              "requests, ONNX Runtime, splitting the answers) divided by the frames it answered.", "", "Command: `python benchmarks/triton_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
               + "`"]
     text = "\n".join(lines) + "\n"
     print(text)
