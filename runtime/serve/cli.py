@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        from novum.runtime.serve.server import LOOPBACK_HOSTS, ServeError, ServeOptions, TritonServer
+        from novum.runtime.serve.server import ServeError, ServeOptions, TritonServer
 
         if threading_main():   # also when started with SIGINT ignored (a background job of a script)
             signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"serving {server.describe}", file=sys.stderr)
             print(f"HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; "
                   f"try: novum-run --server {server.http_url} --source demo; Ctrl-C stops", file=sys.stderr, flush=True)
-            if args.host not in LOOPBACK_HOSTS:
-                print(f"warning: listening on {args.host}: every machine that can reach it can send inference "
+            if not server.host.startswith("127."):
+                print(f"warning: listening on {server.host}: every machine that can reach it can send inference "
                       f"requests and read the metrics, with no authentication or TLS (README: Serve with Triton)",
                       file=sys.stderr, flush=True)
             code = None

@@ -40,7 +40,6 @@ from novum.errors import InputError, NovumError
 from novum.model_repository import ModelSpec, RepoOptions, TensorSpec, write_model
 from novum.runtime.serve.dist import find_triton, prepare_backends, server_env
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_MAX_BATCH = 8
 MODEL_PY = '''"""Triton Python-backend model written by novum-serve: novum's own runtime backend (ONNX Runtime,
 or TensorRT on a GPU instance) behind Triton's dynamic batcher. Needs novum in the stub's Python."""
@@ -84,6 +83,7 @@ class TritonServer:
         self.name = ""
         self.describe = ""
         self.ports: dict[str, int] = {}
+        self.host = "127.0.0.1"
         self.instance_kind = "cpu"
         self.max_batch = 0
         self._shm_prefix = f"novum-serve-{os.getpid()}-{id(self):x}-"   # the Python backend's shared memory
@@ -94,24 +94,19 @@ class TritonServer:
     @property
     def probe_host(self) -> str:
         """Where a client on this machine reaches the server."""
-        h = self.opts.host
-        return "127.0.0.1" if h in ("0.0.0.0", "") else "::1" if h == "::" else h
-
-    def _url_host(self) -> str:
-        h = self.probe_host
-        return f"[{h}]" if ":" in h else h
+        return "127.0.0.1" if self.host == "0.0.0.0" else self.host
 
     @property
     def http_url(self) -> str:
-        return f"{self._url_host()}:{self.ports['http']}"
+        return f"{self.probe_host}:{self.ports['http']}"
 
     @property
     def grpc_url(self) -> str:
-        return f"grpc://{self._url_host()}:{self.ports['grpc']}"
+        return f"grpc://{self.probe_host}:{self.ports['grpc']}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self._url_host()}:{self.ports['metrics']}/metrics"
+        return f"http://{self.probe_host}:{self.ports['metrics']}/metrics"
 
     @property
     def running(self) -> bool:
@@ -121,8 +116,8 @@ class TritonServer:
     def start(self) -> "TritonServer":
         dist = find_triton()
         o = self.opts
-        family = _check_host(o.host)
-        self.ports = {k: _free_port(o.host, family, p, k) for k, p in
+        self.host = numeric_host(o.host)
+        self.ports = {k: _free_port(self.host, p, k) for k, p in
                       (("http", o.http_port), ("grpc", o.grpc_port), ("metrics", o.metrics_port))}
         if len(set(self.ports.values())) < 3:
             raise InputError(f"--http-port, --grpc-port and --metrics-port must differ, got {self.ports}")
@@ -133,9 +128,9 @@ class TritonServer:
             self.log_path = self.run_dir / "tritonserver.log"
             gpu = self.instance_kind == "gpu"
             cmd = [str(dist.binary), "--model-repository", str(repo.resolve()), "--backend-directory", str(backends),
-                   "--http-address", o.host, "--http-port", str(self.ports["http"]),
-                   "--grpc-address", o.host, "--grpc-port", str(self.ports["grpc"]),
-                   "--metrics-address", o.host, "--metrics-port", str(self.ports["metrics"]),
+                   "--http-address", self.host, "--http-port", str(self.ports["http"]),
+                   "--grpc-address", self.host, "--grpc-port", str(self.ports["grpc"]),
+                   "--metrics-address", self.host, "--metrics-port", str(self.ports["metrics"]),
                    "--allow-gpu-metrics", "true" if gpu else "false",
                    "--strict-readiness", "true", "--exit-timeout-secs", str(int(o.exit_timeout)),
                    "--backend-config", f"python,shm-region-prefix-name={self._shm_prefix}"]
@@ -254,7 +249,7 @@ class TritonServer:
                     sys.stderr.write(line)
 
     def _wait_ready(self, timeout: float) -> None:
-        url = f"http://{self._url_host()}:{self.ports['http']}/v2/health/ready"
+        url = f"http://{self.probe_host}:{self.ports['http']}/v2/health/ready"
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -291,19 +286,22 @@ def _recorded_max_batch(backend) -> int | None:
     return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
 
-def _check_host(host: str) -> int:
+def numeric_host(host: str) -> str:
+    """The IPv4 address to listen on (Triton's HTTP server takes numeric IPv4 addresses only)."""
+    if ":" in host:
+        raise InputError(f"--host {host}: novum-serve listens on IPv4 addresses only (127.0.0.1, 0.0.0.0 or one "
+                         f"of this machine's addresses)")
     try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        return socket.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_STREAM)[0][4][0]
     except socket.gaierror as e:
         raise InputError(f"--host {host}: not an address of this machine ({e.strerror})") from None
-    return infos[0][0]
 
 
-def _free_port(host: str, family: int, port: int, what: str) -> int:
+def _free_port(host: str, port: int, what: str) -> int:
     """``port`` if nothing listens on it (0: a free one the system picks); else a one-line error."""
     if not 0 <= port <= 65535:
         raise InputError(f"--{what}-port {port}: not a port number")
-    with socket.socket(family, socket.SOCK_STREAM) as s:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as servers do: TIME_WAIT is no conflict
         try:
             s.bind((host, port))
