@@ -190,7 +190,7 @@ def run_streams(server, protocol: str, frames_path: Path, ref: np.ndarray, n_str
 
 
 def framed_clip(input_size) -> np.ndarray:
-    from novum.runtime.framing import Framer
+    from novum.contracts.framing import Framer
     from novum.runtime.sources import open_source
 
     framer = Framer(input_size)

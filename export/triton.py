@@ -3,7 +3,7 @@
 For the production container (``nvcr.io/nvidia/tritonserver:<yy.mm>-py3``): each ONNX file becomes
 a model on platform ``onnxruntime_onnx`` named after the file (``demo``, ``demo_fp16``, ...), each
 TensorRT engine a model on ``tensorrt_plan`` (``demo_fp16_trt``) with the I/O of the ONNX file it
-was built from. Layout and config: :mod:`novum.model_repository`.
+was built from. Layout and config: :mod:`novum.contracts.triton_repository`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from novum.errors import InputError
-from novum.model_repository import ModelSpec, RepoOptions, TensorSpec, write_model
+from novum.contracts.triton_repository import ModelSpec, RepoOptions, TensorSpec, write_model
 
 PLAN_SUFFIX = "_trt"
 
@@ -20,7 +20,7 @@ def spec_from_onnx(path: str | Path) -> ModelSpec:
     """Inputs and outputs as declared in the ONNX graph (batch axis dropped), plus its novum metadata."""
     import onnx
 
-    from novum.export.onnx import read_metadata
+    from novum.contracts.onnx_file import read_metadata
 
     path = Path(path)
     meta = read_metadata(path)

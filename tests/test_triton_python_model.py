@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fakes.runtime_assets import frames, small_onnx
-from novum.model_repository import RepoOptions
+from novum.contracts.triton_repository import RepoOptions
 from novum.runtime.backends import load
 from novum.runtime.serve.server import ServeOptions, TritonServer
 

@@ -11,8 +11,8 @@ import pytest
 from novum.checkpoint import save_native
 from novum.errors import InputError
 from novum.export.cli import main as export_main
-from novum.export.onnx import read_metadata
-from novum.model_repository import ModelSpec, RepoOptions, TensorSpec, config_text, write_model
+from novum.contracts.onnx_file import read_metadata
+from novum.contracts.triton_repository import ModelSpec, RepoOptions, TensorSpec, config_text, write_model
 
 try:  # optional third-party piece ([serve] extra): Triton's schema
     from google.protobuf import text_format
@@ -135,7 +135,7 @@ def test_bad_names_and_classes_are_one_line_errors(tmp_path):
     spec.novum_config["classes"] = ["a", "b"]
     with pytest.raises(InputError, match="Triton needs them static"):
         write_model(tmp_path, "m", _dummy(tmp_path), spec, RepoOptions(), platform="onnxruntime_onnx")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dummy.onnx"]   # nothing half-written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dummy.bin"]   # nothing half-written
 
 
 def test_rewriting_a_model_replaces_it_whole(tmp_path):
@@ -151,6 +151,6 @@ def test_rewriting_a_model_replaces_it_whole(tmp_path):
 
 
 def _dummy(tmp_path):
-    p = tmp_path / "dummy.onnx"
+    p = tmp_path / "dummy.bin"   # model bytes; not parsed
     p.write_bytes(np.arange(10, dtype=np.uint8).tobytes())
     return p

@@ -102,9 +102,9 @@ def test_demo_clip_through_the_server_matches_local_onnxruntime(server, demo_onn
     from novum.runtime.run import run
 
     local = run("demo", demo_onnx, show=False, quiet=True, jsonl=tmp_path / "local.jsonl")
-    remote = run("demo", server=server.http_url, show=False, quiet=True, jsonl=tmp_path / "remote.jsonl",
+    remote = run("demo", None, server=server.http_url, show=False, quiet=True, jsonl=tmp_path / "remote.jsonl",
                  save=tmp_path / "remote.mp4")
-    grpc = run("demo", server=server.grpc_url, show=False, quiet=True, jsonl=tmp_path / "grpc.jsonl", max_frames=40)
+    grpc = run("demo", None, server=server.grpc_url, show=False, quiet=True, jsonl=tmp_path / "grpc.jsonl", max_frames=40)
     ref = records(tmp_path / "local.jsonl")
     assert local.frames == remote.frames == len(ref) > 100 and grpc.frames == 40
     for name, n in (("remote", len(ref)), ("grpc", 40)):
@@ -124,7 +124,7 @@ def test_cli_and_classification_extension(server, demo_onnx, tmp_path, capsys):
 
     from novum.runtime.backends import load
     from novum.runtime.cli import main
-    from novum.runtime.framing import Framer
+    from novum.contracts.framing import Framer
     from novum.runtime.sources import open_source
 
     assert main(["--server", server.http_url, "--model", "demo", "--source", "demo", "--max-frames", "5",

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 
+from novum import api
 from novum.cli_util import run_cli
-from novum.runtime.cli import _raise_interrupt, threading_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,15 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from novum.runtime.serve.server import ServeError, ServeOptions, TritonServer
 
-        if threading_main():   # also when started with SIGINT ignored (a background job of a script)
-            signal.signal(signal.SIGTERM, _raise_interrupt)
-            signal.signal(signal.SIGINT, _raise_interrupt)
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM, and SIGINT also when started with it ignored (a background job of a script)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         opts = ServeOptions(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                             metrics_port=args.metrics_port, name=args.name, max_batch=args.max_batch,
                             instances=args.instances, queue_delay_us=args.queue_delay_us, device=args.device,
                             threads=args.threads, repository=Path(args.repository) if args.repository else None,
                             verbose=args.verbose)
-        server = TritonServer(args.model, opts)
+        model, native = api.resolve_model(args.model)   # a checkpoint (default: the demo model) -> its cached ONNX
+        if native is not None and not opts.name:
+            opts.name = native.stem                      # named after the checkpoint, not its cache file
+        server = TritonServer(model, opts)
         try:
             server.start()
             print(f"serving {server.describe}", file=sys.stderr)

@@ -5,7 +5,7 @@
 1. checks the model by loading it with the runtime backend the server will use (a broken model
    is a one-line error before any process starts), and that the host resolves and every port is
    free (one line naming the port and the flag that changes it);
-2. writes the Python-backend variant of the model repository (:mod:`novum.model_repository`;
+2. writes the Python-backend variant of the model repository (:mod:`novum.contracts.triton_repository`;
    ``1/model.py`` runs :mod:`novum.runtime.serve.python_model`) and a private backend folder;
 3. starts the bundled ``tritonserver`` (:mod:`.dist`) in its own session, bound to ``host``
    (127.0.0.1 unless asked) for HTTP, gRPC and metrics, and waits until ``/v2/health/ready``;
@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from novum.errors import InputError, NovumError
-from novum.model_repository import ModelSpec, RepoOptions, TensorSpec, write_model
+from novum.contracts.triton_repository import ModelSpec, RepoOptions, TensorSpec, check_name, write_model
+from novum.runtime.backends import load
 from novum.runtime.serve.dist import find_triton, prepare_backends, server_env
 
 DEFAULT_MAX_BATCH = 8
@@ -74,7 +75,7 @@ class ServeOptions:
 
 
 class TritonServer:
-    def __init__(self, model: str | Path | None = None, opts: ServeOptions | None = None) -> None:
+    def __init__(self, model: str | Path, opts: ServeOptions | None = None) -> None:
         self.model = model
         self.opts = opts or ServeOptions()
         self.proc: subprocess.Popen | None = None
@@ -210,16 +211,12 @@ class TritonServer:
 
     # -- helpers -----------------------------------------------------------------------------
     def _check_model(self) -> tuple[Path, ModelSpec, int, str]:
-        from novum.runtime.backends import load
-        from novum.runtime.models import resolve
-
         o = self.opts
-        path, _ = resolve(self.model, quiet=True)
+        path = Path(self.model).expanduser()
         if path.suffix.lower() not in (".onnx", ".engine", ".plan"):
-            raise InputError(f"{path.name}: novum-serve serves .onnx or TensorRT .engine/.plan files")
+            raise InputError(f"{path.name}: novum-serve serves .onnx or TensorRT .engine/.plan files (export a "
+                             f"checkpoint with novum-export)")
         self.name = o.name or path.stem
-        from novum.model_repository import check_name
-
         check_name(self.name)
         if o.instances < 1:
             raise InputError(f"--instances must be >= 1, got {o.instances}")

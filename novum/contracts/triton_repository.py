@@ -13,8 +13,8 @@ the outputs with their dtypes and static dims), ``max_batch_size``, dynamic batc
 instance group, ``label_filename`` on ``scores`` (Triton's classification extension then answers
 ``class_count=k`` requests with labelled top-k) and the model config as the parameter
 ``novum_config`` (the same JSON as the ONNX ``metadata_props``), which is how a client learns
-the classes and input size from the server alone. Torch-free and ONNX-free: callers describe the
-model (:class:`ModelSpec`) from the ONNX file (export) or from the loaded runtime backend (serve).
+the classes and input size from the server alone. Torch-free: callers describe the model
+(:class:`ModelSpec`) from the ONNX file (export) or from the loaded runtime backend (serve).
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from novum.contracts.onnx_file import onnx_files
+from novum.contracts.sidecar import sidecar_path
 from novum.errors import InputError
 
 TRITON_DTYPES = {"uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
@@ -112,14 +114,6 @@ def labels_text(spec: ModelSpec) -> str:
     return "".join(c + "\n" for c in spec.classes)
 
 
-def model_files(path: str | Path) -> list[Path]:
-    """The model file and what travels with it: a novum ONNX file's external data
-    (``<name>.onnx.data``, the name the exporter gives it) or an engine's sidecar (``<name>.json``)."""
-    path = Path(path)
-    extra = path.with_name(path.name + (".data" if path.suffix == ".onnx" else ".json"))
-    return [path] + ([extra] if extra.is_file() else [])
-
-
 def write_model(repository: str | Path, name: str, model: str | Path, spec: ModelSpec, opts: RepoOptions, *,
                 platform: str | None = None, backend: str | None = None, model_file: str | None = None,
                 extra_files: dict[str, str] | None = None, comment: str = "") -> Path:
@@ -139,10 +133,9 @@ def write_model(repository: str | Path, name: str, model: str | Path, spec: Mode
     try:
         version = stage / "1"
         version.mkdir()
-        files = model_files(model)
-        shutil.copyfile(files[0], version / model_file)
-        for f in files[1:]:   # external data keeps its name (the ONNX refers to it); a sidecar follows the plan's
-            shutil.copyfile(f, version / (f.name if f.suffix == ".data" else model_file + ".json"))
+        shutil.copyfile(model, version / model_file)
+        for src, fname in _travelling_files(model, model_file):
+            shutil.copyfile(src, version / fname)
         for fname, body in (extra_files or {}).items():
             (version / fname).write_text(body)
         (stage / LABELS).write_text(labels)
@@ -152,6 +145,15 @@ def write_model(repository: str | Path, name: str, model: str | Path, spec: Mode
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return repository / name
+
+
+def _travelling_files(model: Path, model_file: str) -> list[tuple[Path, str]]:
+    """(file, name in the version folder) of what travels with a model: an ONNX file's external
+    data (same names: the graph refers to them) or an engine's sidecar (``<model_file>.json``)."""
+    if model.suffix.lower() == ".onnx":
+        return [(f, f.name) for f in onnx_files(model)[1:]]
+    side = sidecar_path(model)
+    return [(side, model_file + ".json")] if side.is_file() else []
 
 
 def _check_io(name: str, spec: ModelSpec) -> None:
