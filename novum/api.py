@@ -9,7 +9,8 @@
 
 Below this module the layers only depend downwards: the runtime knows model files, never the
 exporter; export and calibration never import each other. Checkpoints and the ONNX exporter need
-torch, imported when a checkpoint is handled; running an exported model needs none. Every file is
+torch (the ``[torch]`` extra), imported when a checkpoint is handled; running an exported model
+needs none. Every file is
 written atomically; a failed export leaves the files of the steps that finished (each complete)
 and nothing half-written.
 """
@@ -38,6 +39,7 @@ from novum.export.frames import load_frames, render_frames
 from novum.export.tensorrt import EngineOptions, build_engine, engine_unavailable_reason
 from novum.export.triton import write_export_repository
 from novum.export.verify import verify as run_verify
+from novum.extras import require
 from novum.io import sha256_file
 from novum.runtime import bench as measuring
 from novum.runtime import run as running
@@ -78,7 +80,8 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
     ``int8_options`` go to ``novum.calibration.quantize.quantize_int8`` (calib, method, samples, ...).
     ``triton``: also write a Triton model repository there (:mod:`novum.export.triton`).
     """
-    from novum.export.onnx import export_onnx   # torch
+    require("torch", "exporting a checkpoint")
+    from novum.export.onnx import export_onnx
 
     res = ExportResult()
     if batch < 1:
@@ -169,7 +172,7 @@ def _engines(res: ExportResult, out: Path, stem: str, engine: bool | None, batch
 
 
 def _load(src: Path, mesh_dir):
-    from novum.checkpoint import import_upstream, load_model   # torch
+    from novum.checkpoint import import_upstream, load_model
 
     if mesh_dir is not None and src.suffix != ".safetensors":
         return import_upstream(src, mesh_dir=mesh_dir)
@@ -177,7 +180,7 @@ def _load(src: Path, mesh_dir):
 
 
 def _kind(src: Path) -> str:
-    from novum.checkpoint import checkpoint_kind   # torch
+    from novum.checkpoint import checkpoint_kind
 
     return "novum checkpoint" if checkpoint_kind(src) == "native" else "upstream NOVUM checkpoint"
 
@@ -231,9 +234,11 @@ def cached_onnx(checkpoint: Path, features: bool = False, quiet: bool = False) -
     except OSError as e:
         raise InputError(f"{folder}: cannot create the export cache ({e.strerror}); set NOVUM_CACHE to a writable "
                          f"folder or run with --backend torch") from None
+    require("torch", f"running the checkpoint {checkpoint.name} (exported to ONNX on first use)",
+            "run an exported model: --model model.onnx")
     if not quiet:
         print(f"exporting {checkpoint.name} to ONNX once (cached at {out})", file=sys.stderr, flush=True)
-    from novum.checkpoint import load_model   # torch
+    from novum.checkpoint import load_model
     from novum.export.onnx import export_onnx
 
     export_onnx(load_model(checkpoint), out, features=features, source_sha256=sha256_file(checkpoint))
@@ -291,8 +296,7 @@ def bench(model: str | Path | None = None, source: str | None = None, *, frames:
           log: Callable[[str], None] = print) -> tuple[list[measuring.Row], dict[str, Any]]:
     """Export ``model`` (default: the demo model) to every precision, build TensorRT engines where
     possible, and measure each (:func:`novum.runtime.bench.measure`); returns the rows and run info."""
-    import torch
-
+    torch = require("torch", "novum-bench (it exports the checkpoint and measures torch too)")
     from novum.checkpoint import load_model
     from novum.export.onnx import export_onnx
 

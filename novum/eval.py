@@ -24,6 +24,7 @@ import numpy as np
 from novum.cli_util import run_cli
 from novum.config import ModelConfig
 from novum.errors import InputError
+from novum.extras import require
 from novum.io import atomic_path, atomic_write_text
 from novum.runtime.backends import load
 
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
+        require("torch", "novum-eval (the test data and the baseline)")
         models = list(args.model)
         if not models and not args.baseline:
             from novum.bundled import demo_model_path

@@ -17,12 +17,17 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from novum.cli_util import run_cli
+from novum.extras import require
 from novum.training.config import TrainConfig, load_config
-from novum.training.data import PackedSamples
-from novum.training.dist import DistContext, init_distributed
-from novum.training.loop import TrainResult, train
+
+if TYPE_CHECKING:   # the training modules are torch: imported in run(), so that novum-train without
+    # torch ends with one line naming the [torch] extra
+    from novum.training.data import PackedSamples
+    from novum.training.dist import DistContext
+    from novum.training.loop import TrainResult
 
 
 def training_data(cfg: TrainConfig, out: Path, dist: DistContext) -> tuple[PackedSamples, PackedSamples | None]:
@@ -52,11 +57,14 @@ def training_data(cfg: TrainConfig, out: Path, dist: DistContext) -> tuple[Packe
 def run(cfg: TrainConfig, out: str | Path, baseline: bool = False, resume: bool = False, device: str | None = None,
         command: str = "", progress: bool = True, max_steps: int | None = None) -> TrainResult:
     """Render/load the data, train, write ``out/model.safetensors``."""
+    torch = require("torch", "training")
+    from novum.training.dist import init_distributed
+    from novum.training.loop import train
+
     out = Path(out)
     dist = init_distributed(device)
     try:
         if cfg.threads and dist.device.type == "cpu":
-            import torch
             torch.set_num_threads(int(cfg.threads))
         data = training_data(cfg, out, dist)
         res = train(cfg, out, data, baseline=baseline, resume=resume, command=command, progress=progress,

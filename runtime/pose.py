@@ -15,6 +15,7 @@ import numpy as np
 
 from novum.config import ModelConfig
 from novum.errors import NovumError
+from novum.extras import require
 from novum.pose.draw import draw_wireframe
 
 
@@ -22,7 +23,8 @@ class PoseWorker:
     def __init__(self, checkpoint: Path | None, metadata: dict[str, Any]) -> None:
         if checkpoint is None:
             raise NovumError("pose needs the native checkpoint the model came from: pass --pose-model model.safetensors")
-        from novum.pose.refine import load_refiner  # imports torch: only when a pose is asked for
+        require("torch", "pose estimation")   # the refiner is torch: imported only when a pose is asked for
+        from novum.pose.refine import load_refiner
 
         self.config = ModelConfig.from_dict(metadata)
         self._draw = draw_wireframe

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from novum.bundled import demo_model_path
 from novum.cli_util import run_cli
+from novum.extras import require
 from novum.runtime.pose_image import estimate_image
 
 
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
+        require("torch", "novum-pose (the pose refiner)")
         model = args.model or demo_model_path()
         out = args.out or f"{Path(args.image).stem}_pose.png"
         res = estimate_image(args.image, model, checkpoint=args.checkpoint, class_name=args.class_name,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from novum.errors import InputError, NovumError
+from novum.extras import require
 from novum.runtime.backends.base import Backend, TensorSpec
 
 ORT_DTYPES = {
@@ -35,7 +36,7 @@ class OrtBackend(Backend):
     def __init__(self, path: str | Path, device: str = "auto", intra_op_threads: int = 0,
                  inter_op_threads: int = 0, spin: bool = False, **_: object) -> None:
         super().__init__(path)
-        import onnxruntime as ort
+        ort = require("onnxruntime", f"running {self.path.name}")
 
         if device not in ("auto", *PROVIDERS):
             raise InputError(f"unknown device '{device}' for ONNX Runtime; use auto, cpu, cuda or tensorrt")

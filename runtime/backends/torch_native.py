@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from novum.errors import InputError
+from novum.extras import require
 from novum.runtime.backends.base import Backend, TensorSpec
 
 
@@ -21,8 +22,7 @@ class TorchBackend(Backend):
     def __init__(self, path: str | Path, device: str = "auto", features: bool = True, threads: int = 0,
                  **_: object) -> None:
         super().__init__(path)
-        import torch
-
+        torch = require("torch", f"the torch backend ({self.path.name})")
         from novum.checkpoint import load_model
 
         if device not in ("auto", "cpu", "cuda"):
