@@ -9,14 +9,21 @@ hold at most a couple of frames: files are processed frame by frame (capture wai
 model); live sources drop stale frames in the source itself (only the newest is kept), so a slow
 model never builds up lag. Ctrl-C, 'q', a failing stage or a broken stream all end the run the
 same way: the threads stop, the video is finalised and renamed, the JSONL is fsynced.
+
+Ctrl-C (and SIGTERM, where a handler would raise KeyboardInterrupt in Python) ends the run between
+two frames, never inside one: every frame in the video has its JSONL line and the other way round
+(:meth:`Pipeline._interrupts_between_frames`). A signal the process ignores (``nohup``) stays ignored.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +99,7 @@ class Pipeline:
         self.framer = Framer(backend.input_size, self.opts.roi)
         self.classes = backend.classes
         self.stop = threading.Event()
+        self.interrupted = threading.Event()    # Ctrl-C / SIGTERM asked for the end of the run
         self.errors: list[BaseException] = []
         # live sources keep one frame in flight (the newest); files a couple, so decoding runs ahead
         self.q_in: queue.Queue = queue.Queue(1 if source.live else self.opts.queue_size)
@@ -183,40 +191,20 @@ class Pipeline:
         log = JsonlSink(o.jsonl) if o.jsonl else None
         threads = [threading.Thread(target=self._capture, name="novum-capture", daemon=True),
                    threading.Thread(target=self._infer, name="novum-infer", daemon=True)]
-        t_start = None
-        recent: collections.deque[float] = collections.deque(maxlen=30)   # output times, for the FPS shown
+        self._t_start: float | None = None
         try:
-            for t in threads:
-                t.start()
-            while True:
-                item = self.q_out.get()
-                if item is _END:
-                    break
-                now = time.perf_counter()
-                if t_start is None:
-                    t_start = now - item.model_ms / 1000
-                recent.append(now)
-                fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
-                pred = predict(item.outputs, 0, self.classes, o.topk)
-                annotated = self._annotate(item, pred, fps) if (video or o.show) else None
-                if video:
-                    video.write(annotated)
-                if log:
-                    log.write(self._record(item, pred, now))
-                summary.frames += 1
-                summary.model_ms.append(item.model_ms)
-                if o.show:
-                    self._show(annotated)
-                if self.quit:
-                    break
-        except KeyboardInterrupt:
+            with self._interrupts_between_frames():
+                for t in threads:
+                    t.start()
+                self._output_loop(summary, video, log)
+        except KeyboardInterrupt:   # where the signal could not be deferred (run() off the main thread)
             summary.interrupted = True
         finally:
             self.stop.set()
             for t in threads:
                 t.join(timeout=5.0)
-            if t_start is not None:
-                summary.seconds = time.perf_counter() - t_start
+            if self._t_start is not None:
+                summary.seconds = time.perf_counter() - self._t_start
             if video:
                 video.close()
             if log:
@@ -225,12 +213,67 @@ class Pipeline:
                 self.pose.close()
             if o.show:
                 _close_window()
+        summary.interrupted = summary.interrupted or self.interrupted.is_set()
         summary.dropped = self.source.dropped
         if self.errors and not isinstance(self.errors[0], KeyboardInterrupt):
             raise self.errors[0]
         if not summary.interrupted and not self.quit:
             summary.stream_error = self.source.error
         return summary
+
+    def _output_loop(self, summary: RunSummary, video: VideoSink | None, log: JsonlSink | None) -> None:
+        """Write every frame the inference thread hands over (all of a frame's outputs, or none)."""
+        o = self.opts
+        recent: collections.deque[float] = collections.deque(maxlen=30)   # output times, for the FPS shown
+        while not self.interrupted.is_set():
+            try:
+                item = self.q_out.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END:
+                break
+            now = time.perf_counter()
+            if self._t_start is None:
+                self._t_start = now - item.model_ms / 1000
+            recent.append(now)
+            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
+            pred = predict(item.outputs, 0, self.classes, o.topk)
+            annotated = self._annotate(item, pred, fps) if (video or o.show) else None
+            record = self._record(item, pred, now) if log else None
+            if video:
+                video.write(annotated)
+            if log:
+                log.write(record)
+            summary.frames += 1
+            summary.model_ms.append(item.model_ms)
+            if o.show:
+                self._show(annotated)
+            if self.quit:
+                break
+
+    @contextlib.contextmanager
+    def _interrupts_between_frames(self) -> Iterator[None]:
+        """While the run lasts, SIGINT / SIGTERM set :attr:`interrupted` instead of raising
+        KeyboardInterrupt wherever the main thread is (between a frame's video write and its JSONL
+        line, it left a video one frame longer than the log). Only signals whose handler is Python
+        code are taken over, and only on the main thread; ignored or default ones stay as they are."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_end(signum, frame) -> None:
+            self.interrupted.set()
+            self.stop.set()
+
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if callable(signal.getsignal(sig)):
+                previous[sig] = signal.signal(sig, request_end)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _annotate(self, item: _Item, pred: Prediction, fps: float | None) -> np.ndarray:
         frame = item.frame.image   # a fresh array per frame: annotate in place

@@ -165,9 +165,12 @@ def test_ctrl_c_leaves_a_valid_video_and_jsonl(tmp_path):
     video = write_video(tmp_path / "long.avi", np.repeat(frames(4, 120, 160, seed=9), 60, axis=0), fps=30.0)
     out, log = tmp_path / "o.mp4", tmp_path / "o.jsonl"
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # SIGINT as a terminal delivers it, whatever this test's parent does with it: under `nohup ... &`
+    # it is ignored, and an ignored SIGINT is inherited (and rightly respected by novum-run)
     p = subprocess.Popen([sys.executable, "-m", "novum.runtime.cli", "--model", str(small_onnx()), "--source", str(video),
                           "--save", str(out), "--jsonl", str(log), "--no-show", "--threads", "1"],
-                         stderr=subprocess.PIPE, text=True, env=env)
+                         stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while time.time() - t0 < 60 and (not log.exists() or len(log.read_text().splitlines()) < 5):
         time.sleep(0.1)
@@ -178,6 +181,29 @@ def test_ctrl_c_leaves_a_valid_video_and_jsonl(tmp_path):
     assert 5 <= len(recs) < 240 and [r["frame"] for r in recs] == list(range(len(recs)))
     assert len(read_video(out)) == len(recs)                      # the video is finalised, frame for frame
     assert "interrupted" in err
+
+
+def test_ctrl_c_between_a_frames_video_write_and_its_jsonl_line(video, tmp_path, monkeypatch):
+    """A SIGINT that arrives while a frame is being encoded ends the run after that frame's JSONL
+    line, not between the two (it used to leave the video one frame longer than the log)."""
+    from novum.runtime.pipeline import Pipeline, RunOptions
+    from novum.runtime.sinks import VideoSink
+
+    real = VideoSink.write
+    n = {"frames": 0}
+
+    def write_then_sigint(self, frame):
+        real(self, frame)
+        n["frames"] += 1
+        if n["frames"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)   # handled right after this call returns
+
+    monkeypatch.setattr(VideoSink, "write", write_then_sigint)
+    with load(small_onnx(), intra_op_threads=1) as b, open_source(video) as src:
+        s = Pipeline(b, src, RunOptions(save=tmp_path / "o.mp4", jsonl=tmp_path / "o.jsonl")).run()
+    assert s.interrupted and s.frames == 3
+    assert len(records(tmp_path / "o.jsonl")) == 3 == len(read_video(tmp_path / "o.mp4"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # restored after the run
 
 
 def test_live_source_through_the_pipeline_drops_stale_frames(tmp_path):
