@@ -215,6 +215,8 @@ def test_live_source_through_the_pipeline_drops_stale_frames(tmp_path):
     cam = FakeCamera(150, fps=500)
     src = LiveSource(cam, "fake camera")
     with load(small_onnx(), intra_op_threads=1) as b:
+        infer = b._infer
+        b._infer = lambda x: (time.sleep(0.02), infer(x))[1]   # a model 10x slower than the camera
         s = Pipeline(b, src, RunOptions(jsonl=tmp_path / "o.jsonl")).run()
     src.close()
     recs = records(tmp_path / "o.jsonl")

@@ -99,19 +99,59 @@ class FakeCamera:
         self.released.set()
 
 
+class SteppingCamera:
+    """A capture whose frames come when the test says so: ``give(k)`` lets k more frames be read,
+    ``wait_idle()`` returns once the reader has stored all of them and asks for the next."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.i, self.given = n, 0, 0
+        self._allowed = threading.Semaphore(0)
+        self._asking = threading.Condition()
+        self.asked_for = -1              # the frame the reader is waiting for
+        self.released = threading.Event()
+
+    def give(self, k: int) -> None:
+        self.given += k
+        for _ in range(k):
+            self._allowed.release()
+
+    def wait_idle(self) -> None:
+        with self._asking:
+            assert self._asking.wait_for(lambda: self.asked_for == self.given, timeout=10)
+
+    def read(self):
+        with self._asking:
+            self.asked_for = self.i
+            self._asking.notify_all()
+        if self.i >= self.n or not self._allowed.acquire(timeout=10):
+            return False, None
+        img = np.full((24, 32, 3), self.i % 256, np.uint8)
+        self.i += 1
+        return True, img
+
+    def get(self, prop):
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        self.released.set()
+
+
 def test_live_source_keeps_only_the_newest_frame():
-    cam = FakeCamera(120, fps=400)
-    src = LiveSource(cam, "fake camera")
+    """Frames arriving while the consumer is busy replace each other: it always gets the newest."""
+    cam = SteppingCamera(12)
+    src = LiveSource(cam, "stepping camera")
+    it = iter(src)
     got = []
-    for f in src:
+    for burst in (5, 3, 1, 3):           # the camera delivers a burst while the model works on a frame
+        cam.give(burst)
+        cam.wait_idle()                  # every frame of the burst is read and stored
+        f = next(it)
         got.append(f.index)
-        produced = cam.i
-        assert produced - f.index <= 3            # what we get is (nearly) the newest frame: no lag builds up
-        time.sleep(0.02)                          # a model 8x slower than the camera
+        assert f.index == cam.i - 1 and int(f.image[0, 0, 0]) == f.index   # the newest, no lag
+    assert got == [4, 7, 8, 11] and src.dropped == 12 - 4
+    assert list(it) == [] and src.error and "after 12 frames" in src.error
     src.close()
     assert cam.released.is_set()
-    assert got == sorted(got) and len(got) < 60 and src.dropped > 40
-    assert src.dropped + len(got) == 120 and src.error and "after 120 frames" in src.error
 
 
 def test_live_source_every_frame_when_asked():
