@@ -116,7 +116,8 @@ def test_loader_errors_are_one_line(tmp_path, written):
 
 
 def test_collate_pads_keypoints(written):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from novum.data.torch_data import collate
 
     ds, _ = written

@@ -11,6 +11,7 @@ from factories import structured_frames
 from novum.checkpoint import save_native
 from novum.contracts.onnx_file import OnnxFileError, copy_onnx, onnx_files, onnx_sha256, read_metadata
 from novum.export.cli import main
+from novum.io import sha256_file
 from novum.runtime.backends.ort import run_onnx
 
 
@@ -111,22 +112,13 @@ def test_bad_imgsz(native_ckpt, tmp_path, capsys):
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("novum.calibration.quantize") is not None,
-                    reason="novum.calibration.quantize exists: INT8 is available in this build")
-def test_int8_unavailable(native_ckpt, tmp_path, capsys):
-    assert main(["--checkpoint", str(native_ckpt), "--output-dir", str(tmp_path), "--int8"]) == 2
-    assert "INT8 is not available in this build" in one_line_error(capsys)
-    assert leftovers(tmp_path) == []
-
-
 def test_default_checkpoint_is_the_demo_model(tmp_path, capsys):
     from novum.bundled import DEMO_MODEL
 
+    assert DEMO_MODEL.is_file(), f"the bundled demo model is missing: {DEMO_MODEL}"
     rc = main(["--output-dir", str(tmp_path), "--no-engine"])
-    if DEMO_MODEL.is_file():
-        assert rc == 0 and (tmp_path / "demo.onnx").is_file()
-    else:
-        assert rc == 2 and "demo model is missing" in one_line_error(capsys)
+    assert rc == 0 and (tmp_path / "demo.onnx").is_file()
+    assert read_metadata(tmp_path / "demo.onnx")["source_sha256"] == sha256_file(DEMO_MODEL)
 
 
 def test_not_an_onnx_file(tmp_path):

@@ -95,7 +95,6 @@ def test_build_strongly_typed_engine_with_sidecar(trt, onnx_pair, small_model, t
 
 def test_engine_runs_in_the_runtime_and_verifies(trt, onnx_pair, small_model, tmp_path, monkeypatch):
     """Build (fake) -> novum.runtime TensorRT backend (checks the sidecar) -> verify against torch."""
-    pytest.importorskip("novum.runtime.backends.trt")
     from novum.export.frames import render_frames
     from novum.export.verify import verify
 

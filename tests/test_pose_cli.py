@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from novum.export.onnx import export_onnx
 from novum.pose.cli import main
 
 
@@ -39,10 +40,8 @@ def test_pose_from_checkpoint(files, capsys):
 
 
 def test_pose_from_onnx_features(files, small_model, capsys):
-    export = pytest.importorskip("novum.export.onnx")
-    pytest.importorskip("onnxruntime")
     d, ck = files
-    onnx_path = export.export_onnx(small_model, d / "m.onnx", features=True)
+    onnx_path = export_onnx(small_model, d / "m.onnx", features=True)
     rc = main([str(d / "car.png"), "--model", str(onnx_path), "--checkpoint", str(ck), "--out", str(d / "x.png"),
                "--iterations", "3", "--json"])
     assert rc == 0
@@ -60,8 +59,7 @@ def test_errors_are_one_line(files, capsys):
     assert "image not found" in capsys.readouterr().err
     assert main([str(d / "car.png"), "--model", str(ck), "--class", "spaceship", "--out", str(d / "z.png")]) == 2
     assert "unknown class 'spaceship'" in capsys.readouterr().err
-    export = pytest.importorskip("novum.export.onnx")
-    plain = export.export_onnx(__import__("factories").make_small_model(), d / "plain.onnx")
+    plain = export_onnx(__import__("factories").make_small_model(), d / "plain.onnx")
     assert main([str(d / "car.png"), "--model", str(plain), "--checkpoint", str(ck)]) == 2
     assert "no 'features' output" in capsys.readouterr().err
     assert main([str(d / "car.png"), "--model", str(plain)]) == 2

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from novum.pose.evaluate import evaluate
 
 
 def test_oracle_evaluation(small_model):
-    pytest.importorskip("novum.data.synthetic")
-    from novum.pose.evaluate import evaluate
-
     rep = evaluate(small_model, per_class=1, levels=(None, "L2"), iterations=30, features="oracle")
     assert [r.level for r in rep.levels] == ["clean", "L2"]
     clean = rep.levels[0]

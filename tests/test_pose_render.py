@@ -180,11 +180,11 @@ def test_many_views_at_once_equal_one_by_one():
 def test_synthetic_keypoints_follow_the_pose_camera():
     """The synthetic test split's poses are in the renderer's convention: its keypoints (the class
     mesh vertices projected by the data generator) are where the pose camera puts them."""
-    synthetic = pytest.importorskip("novum.data.synthetic")
+    from novum.data.synthetic import SyntheticConfig, SyntheticDataset
     from novum.pose.camera import project_pascal
 
     cfg = small_config()
-    ds = synthetic.SyntheticDataset(synthetic.SyntheticConfig(per_class=2, split="test", theta_deg=40), cfg)
+    ds = SyntheticDataset(SyntheticConfig(per_class=2, split="test", theta_deg=40), cfg)
     for i in (0, 5, 13, 22):
         s = ds[i]
         v, _ = ds.mesh(s.label)

@@ -15,11 +15,14 @@ import pytest
 import torch
 
 from novum.config import small_config
+from novum.contracts.framing import Framer
+from novum.data.synthetic import SyntheticConfig, SyntheticDataset
 from novum.pose import draw_wireframe
 from novum.pose.camera import camera_position_from_spherical_angles
 from novum.pose.draw import cuboid_corners, project_points
 from novum.pose.refine import PoseResult
 from novum.pose.render import MeshRenderer
+from novum.runtime import overlay
 from novum.runtime.parts import blend_parts, part_colors
 
 
@@ -35,9 +38,6 @@ def _gt_vertex_map(cfg, label, pose):
 
 
 def test_screenshot_frame(tmp_path):
-    overlay = pytest.importorskip("novum.runtime.overlay")
-    from novum.data.synthetic import SyntheticConfig, SyntheticDataset
-    from novum.contracts.framing import Framer
     from novum.runtime.results import predict
 
     cfg = small_config()
