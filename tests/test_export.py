@@ -215,3 +215,15 @@ def test_vertex_check_accepts_ties_between_duplicate_rows_only():
     assert not check.ok and check.agreement == 0.75
     check = {c.output: c for c in compare(ref, tie, "t", "ort", "fp32", 4, 8).checks}["vertex"]   # no bank: exact rows
     assert not check.ok
+
+
+@pytest.mark.slow
+def test_upstream_size_export_parity(upstream_model, tmp_path):
+    """The README's export table at full size: the upstream-layout model (ResNet-50 resnetext,
+    640x800) exported to ONNX fp32 and fp16 and verified against torch on rendered frames."""
+    fp32 = export_onnx(upstream_model, tmp_path / "upstream.onnx", max_batch=2)
+    fp16 = convert_fp16(fp32, tmp_path / "upstream_fp16.onnx")
+    rep = verify(upstream_model, [fp32, fp16], n_frames=2)
+    assert rep.ok, rep.table()
+    scores = {t.precision: next(c for c in t.checks if c.output == "scores") for t in rep.targets}
+    assert scores["fp32"].max_abs <= 1e-5 and scores["fp16"].agreement == 1.0
