@@ -1,8 +1,8 @@
 """Optional pieces (pip extras) and the one-line error that names the extra to install.
 
-The core install (numpy, OpenCV, onnx) runs exported models; the rest comes with extras:
-``[torch]`` (training, export, checkpoints, pose), ``[cpu]`` / ``[gpu]`` (ONNX Runtime),
-``[trt]`` (TensorRT + pycuda). A command that reaches a missing piece ends with one line naming
+The core install (numpy, onnx) with one OpenCV (``[desktop]``, ``[headless]`` or the system's:
+:mod:`novum.opencv`) runs exported models; the rest comes with extras: ``[torch]`` (training,
+export, checkpoints, pose), ``[cpu]`` / ``[gpu]`` (ONNX Runtime), ``[trt]`` (TensorRT + pycuda). A command that reaches a missing piece ends with one line naming
 it (``novum.cli_util.run_cli`` turns the ModuleNotFoundError into it).
 """
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from novum.data.projection import project
@@ -60,6 +59,8 @@ def draw_wireframe(frame_bgr: np.ndarray, pose, config: Any, extents=None, color
         sx, sy = (scale, scale) if np.isscalar(scale) else scale
     if not (np.isfinite(uv).all() and (depth > 0).all()):
         return frame_bgr                                   # camera inside or behind: nothing sensible to draw
+    import cv2   # here, not at the top: importing novum.pose must not need OpenCV (novum-pose names what is missing)
+
     pts = np.round(uv * [sx, sy] * 16).astype(np.int64)   # 4 bits of sub-pixel precision
     for i, j in CUBOID_EDGES:
         cv2.line(frame_bgr, tuple(int(v) for v in pts[i]), tuple(int(v) for v in pts[j]), color, thickness,
