@@ -44,6 +44,7 @@ from novum.io import sha256_file
 from novum.runtime import bench as measuring
 from novum.runtime import run as running
 from novum.runtime.backends import backend_kind
+from novum.runtime.gstreamer import CaptureOptions
 from novum.runtime.pipeline import RunSummary
 
 NATIVE = {".safetensors", ".pth", ".pt"}     # checkpoints: exported to ONNX (cached) before novum-run runs them
@@ -268,23 +269,27 @@ def resolve_model(model: str | Path | None, backend: str = "auto", features: boo
 
 def run(source: str, model: str | Path | None = None, *, backend: str = "auto", device: str = "auto",
         threads: int = 0, keep_all: bool = False, show: bool | None = None, pose_model: str | Path | None = None,
-        quiet: bool = False, server: str | None = None, **opts: object) -> RunSummary:
+        quiet: bool = False, server: str | None = None, capture: CaptureOptions | None = None,
+        **opts: object) -> RunSummary:
     """``novum-run``: resolve ``model`` (:func:`resolve_model`), then :func:`novum.runtime.run.run`.
 
     ``opts`` are :class:`novum.runtime.pipeline.RunOptions` fields; ``show=None`` opens a window
-    only where a display exists. ``server``: a Triton server runs the model (``model`` = its name there).
+    where one can open and otherwise runs headless, saying so unless ``quiet``
+    (:func:`novum.runtime.run.window_wanted`). ``server``: a Triton server runs the model (``model``
+    = its name there). ``capture``: the camera's size, rate and flip.
     """
-    show = running.window_wanted(show)
+    written = [str(opts[k]) for k in ("save", "jsonl") if opts.get(k) is not None]
+    show = running.window_wanted(show, written, quiet)
     if server:
         if backend != "auto" or device != "auto" or threads:
             raise InputError("--backend, --device and --threads choose a local runtime; with --server the server runs "
                              "the model (drop them, or drop --server)")
         return running.run(source, model, keep_all=keep_all, show=show, pose_model=pose_model, quiet=quiet,
-                           server=server, **opts)
+                           server=server, capture=capture, **opts)
     # features are exported only when a pose can be asked for (--pose-every, or the 'p' key in a window)
     path, native = resolve_model(model, backend, features=bool(opts.get("pose_every")) or show, quiet=quiet)
     return running.run(source, path, device=device, threads=threads, keep_all=keep_all, show=show,
-                       pose_model=pose_model or native, quiet=quiet, **opts)
+                       pose_model=pose_model or native, quiet=quiet, capture=capture, **opts)
 
 
 # ----------------------------------------------------------------------------------------------

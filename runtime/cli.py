@@ -2,10 +2,14 @@
 
 Examples::
 
-    novum-run --source demo --save out.mp4 --jsonl out.jsonl      # bundled model + clip, headless
+    novum-run --source demo --save out.mp4 --jsonl out.jsonl      # bundled model + clip (+ a window on a desktop)
     novum-run --model model.engine --source 0                      # webcam, TensorRT, window
     novum-run --model model.onnx --source clip.mp4 --roi 100 80 320 240 --topk 5
     novum-run --server 127.0.0.1:8000 --source clip.mp4 --jsonl out.jsonl   # through a Triton server
+    novum-run --model model.engine --source csi://0 --input-width 1920 --input-height 1080   # Jetson CSI camera
+
+A window opens by default where one can (a display, and an OpenCV with a GUI: the [desktop]
+extra); otherwise the run is headless and says so.
 
 Keys in the window: q / Esc quit, space pause, p estimate the pose now.
 
@@ -18,9 +22,8 @@ import argparse
 import signal
 import sys
 
-from novum import api
 from novum.cli_util import run_cli
-from novum.runtime import bench as measuring
+from novum.runtime.gstreamer import FLIP_METHODS, CaptureOptions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", metavar="HOST:PORT",
                    help="classify through a Triton Inference Server (novum-serve or the production container): "
                         "HOST:PORT or http://HOST:PORT for HTTP, grpc://HOST:PORT for gRPC")
-    p.add_argument("--source", default="demo", help="camera index, /dev/videoN, video, image, folder, glob, "
-                                                    "rtsp:// or http:// URL, or 'demo' (default)")
+    p.add_argument("--source", default="demo", help="camera index, /dev/videoN, csi://N (Jetson CSI camera), video, "
+                                                    "image, folder, glob, rtsp:// or http:// URL, gst:PIPELINE, "
+                                                    "or 'demo' (default)")
+    p.add_argument("--input-width", type=int, metavar="W", help="camera frame width (csi:// default 1280)")
+    p.add_argument("--input-height", type=int, metavar="H", help="camera frame height (csi:// default 720)")
+    p.add_argument("--input-rate", type=float, metavar="FPS", help="camera frame rate (csi:// default 30)")
+    p.add_argument("--input-flip", choices=list(FLIP_METHODS), help="csi:// only: flip or rotate (nvvidconv flip-method)")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch", "tensorrt"],
                    help="auto: from the model file; torch runs a checkpoint directly")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | tensorrt (ONNX Runtime provider)")
@@ -43,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--save", metavar="OUT.mp4", help="write the annotated video (.mp4 mp4v, .avi MJPG)")
     p.add_argument("--jsonl", metavar="OUT.jsonl", help="one JSON record per frame")
-    p.add_argument("--show", dest="show", action="store_true", default=None, help="open a window (default: if a display exists)")
-    p.add_argument("--no-show", dest="show", action="store_false")
+    p.add_argument("--show", dest="show", action="store_true", default=None,
+                   help="open a window, or fail (default: a window where one can open, else headless)")
+    p.add_argument("--no-show", dest="show", action="store_false", help="no window")
     p.add_argument("--parts", action="store_true", help="colour pixels by the matched cuboid part (vertex output)")
     p.add_argument("--parts-alpha", type=float, default=0.5)
     p.add_argument("--pose-every", type=int, default=0, metavar="N", help="estimate the pose every N frames (torch)")
@@ -57,11 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_opencv()
 
     def body() -> int:
         from pathlib import Path
 
+        quiet_opencv()          # first: OpenCV reads its log level when imported (and a missing cv2 is named)
+        from novum import api
+        from novum.opencv import clash_warning
+
+        clash = clash_warning()
+        if clash and not args.quiet:
+            print(f"warning: {clash}", file=sys.stderr)
         if threading_main():
             signal.signal(signal.SIGTERM, _raise_interrupt)
         summary = api.run(args.source, args.model, backend=args.backend, device=args.device, threads=args.threads,
@@ -69,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                           topk=args.topk, roi=tuple(args.roi) if args.roi else None,
                           save=Path(args.save) if args.save else None, jsonl=Path(args.jsonl) if args.jsonl else None,
                           parts=args.parts, parts_alpha=args.parts_alpha, pose_every=args.pose_every,
-                          max_frames=args.max_frames, server=args.server)
+                          max_frames=args.max_frames, server=args.server,
+                          capture=CaptureOptions(args.input_width, args.input_height, args.input_rate, args.input_flip))
         outs = [str(p) for p in (summary.saved, summary.jsonl) if p is not None]
         print(summary.line() + (f"; wrote {', '.join(outs)}" if outs else ""), file=sys.stderr)
         if summary.interrupted:
@@ -86,7 +102,9 @@ def quiet_opencv() -> None:
 
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    import cv2
+    from novum.opencv import require
+
+    cv2 = require()
 
     try:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -137,6 +155,9 @@ def bench_main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         quiet_opencv()
+        from novum import api
+        from novum.runtime import bench as measuring
+
         rows, info = api.bench(args.model, args.source, frames=args.frames, runs=args.runs, warmup=args.warmup,
                                rounds=args.rounds, threads=args.threads, workdir=args.workdir,
                                log=lambda s: print(s, file=sys.stderr))

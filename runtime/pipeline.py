@@ -117,6 +117,7 @@ class Pipeline:
             self.pose = PoseWorker(self.opts.pose_checkpoint, backend.metadata)
         self.paused = False
         self.quit = False
+        self.window_open = False
 
     # -- stages ----------------------------------------------------------------------------
     def _put(self, q: queue.Queue, item: Any) -> bool:
@@ -211,8 +212,10 @@ class Pipeline:
                 log.close()
             if self.pose:
                 self.pose.close()
-            if o.show:
-                _close_window()
+            if self.window_open:
+                from novum.runtime.display import close_window
+
+                close_window()
         summary.interrupted = summary.interrupted or self.interrupted.is_set()
         summary.dropped = self.source.dropped
         if self.errors and not isinstance(self.errors[0], KeyboardInterrupt):
@@ -305,8 +308,11 @@ class Pipeline:
     def _show(self, frame: np.ndarray) -> None:
         import cv2
 
-        from novum.runtime.display import WINDOW
+        from novum.runtime.display import WINDOW, open_window
 
+        if not self.window_open:
+            open_window()
+            self.window_open = True
         cv2.imshow(WINDOW, frame)
         while True:
             key = cv2.waitKey(1 if not self.paused else 50) & 0xFF
@@ -335,13 +341,3 @@ class Pipeline:
                 print(f"pose: {e}", flush=True)
                 return
         self.pose.requested = True
-
-
-def _close_window() -> None:
-    import cv2
-
-    try:
-        cv2.destroyAllWindows()
-        cv2.waitKey(1)
-    except cv2.error:
-        pass

@@ -5,6 +5,8 @@
 ``0``, ``1``, ...           camera index (live)
 ``/dev/video0``             V4L2 device node (live)
 ``rtsp://...``, ``http://`` network stream (live)
+``csi://0``                 Jetson CSI camera through GStreamer (live; ``novum.runtime.gstreamer``)
+``gst:<pipeline>``          any GStreamer pipeline that ends in an appsink (live)
 ``clip.mp4``                video file: every frame, in order
 ``photo.jpg``               one image
 ``folder/``                 every image in the folder, sorted by name
@@ -29,6 +31,7 @@ import numpy as np
 
 from novum.contracts.images import is_glob, is_image, list_images
 from novum.errors import InputError
+from novum.runtime.gstreamer import CSI_PREFIX, GST_PREFIX, CaptureOptions, open_csi, open_gst
 
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 OPEN_TIMEOUT_MS = 10000
@@ -192,7 +195,7 @@ class LiveSource(Source):
         self.cap.release()
 
 
-def _open_capture(target: int | str, description: str, hint: str) -> Any:
+def _open_capture(target: int | str, description: str, hint: str, camera: CaptureOptions | None = None) -> Any:
     if isinstance(target, int):
         cap = cv2.VideoCapture(target)
     else:
@@ -201,30 +204,57 @@ def _open_capture(target: int | str, description: str, hint: str) -> Any:
     if not cap.isOpened():
         cap.release()
         raise InputError(f"{description}: {hint}")
-    try:
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-    except cv2.error:
-        pass
+    settings = [(cv2.CAP_PROP_BUFFERSIZE, 1)]
+    if camera is not None:   # what the user asked for (the driver picks the nearest mode it has)
+        settings += [(p, v) for p, v in ((cv2.CAP_PROP_FRAME_WIDTH, camera.width), (cv2.CAP_PROP_FRAME_HEIGHT, camera.height),
+                                         (cv2.CAP_PROP_FPS, camera.fps)) if v is not None]
+    for prop, value in settings:
+        try:
+            cap.set(prop, value)
+        except cv2.error:
+            pass
     return cap
 
 
-def open_source(spec: str | int | Path, keep_all: bool = False) -> Source:
-    """Parse ``--source`` (see the module docstring) and open it; a bad source is a one-line InputError."""
+def _camera_only(capture: CaptureOptions | None, spec: str, csi: bool) -> CaptureOptions | None:
+    """The capture options a source may take: cameras only, and the flip for CSI cameras only."""
+    if capture is None or not capture.given():
+        return None
+    if capture.flip is not None and not csi:
+        raise InputError(f"--input-flip applies to csi:// cameras only, not to --source {spec}")
+    return capture
+
+
+def open_source(spec: str | int | Path, keep_all: bool = False, capture: CaptureOptions | None = None) -> Source:
+    """Parse ``--source`` (see the module docstring) and open it; a bad source is a one-line InputError.
+    ``capture``: the camera's size, rate and (CSI) flip; an error for sources that are not cameras."""
     s = str(spec).strip()
     if not s:
         raise InputError("empty --source; pass a camera index, a video, an image, a folder, a glob, a URL or 'demo'")
+    is_camera = s.isdigit() or s.startswith("/dev/video") or s.startswith(CSI_PREFIX)
+    if capture is not None and capture.given() and not is_camera:
+        raise InputError(f"--input-width/--input-height/--input-rate/--input-flip set a camera; --source {s} is not one")
+    camera = _camera_only(capture, s, s.startswith(CSI_PREFIX))
     if s == "demo":
         from novum.bundled import demo_clip_path
 
         return VideoFileSource(demo_clip_path())
+    if s.startswith(CSI_PREFIX):
+        cap, description = open_csi(s, camera)
+        return LiveSource(cap, description, keep_all)
+    if s.startswith(GST_PREFIX):
+        cap, description = open_gst(s)
+        return LiveSource(cap, description, keep_all)
     if s.isdigit():
         cap = _open_capture(int(s), f"camera {s}",
-                            f"no camera at index {s} (nothing at /dev/video{s}); pass --source path/to/video.mp4 or --source demo")
+                            f"no camera at index {s} (nothing at /dev/video{s}); pass --source path/to/video.mp4 or --source demo",
+                            camera)
         return LiveSource(cap, f"camera {s}", keep_all)
     if s.startswith("/dev/video"):
         if not Path(s).exists():
             raise InputError(f"{s}: no such camera device; list cameras with 'ls /dev/video*' or pass --source demo")
-        cap = _open_capture(s, s, "the camera device exists but cannot be opened (busy, or no permission: add yourself to group 'video')")
+        cap = _open_capture(s, s, "the camera device exists but cannot be opened (busy, or no permission: add yourself to group 'video')",
+                            camera)
         return LiveSource(cap, s, keep_all)
     if s.lower().startswith(STREAM_PREFIXES):
         cap = _open_capture(s, s, f"cannot open the stream (unreachable, wrong URL or codec; waited {OPEN_TIMEOUT_MS // 1000} s)")

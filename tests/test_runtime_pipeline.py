@@ -143,7 +143,8 @@ def test_bad_input_one_line_errors(tmp_path, capsys, video):
     assert "cannot open as a video" in err(["--model", onnx, "--source", str(tmp_path / "corrupt.mp4")])
     assert "model not found" in err(["--model", str(tmp_path / "m.onnx"), "--source", str(video)])
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        assert "--show: no display" in err(["--model", onnx, "--source", str(video)], show="--show")
+        assert "--show: DISPLAY and WAYLAND_DISPLAY are unset" in err(["--model", onnx, "--source", str(video)],
+                                                                       show="--show")
 
 
 def test_broken_stream_keeps_outputs_valid(tmp_path, capsys):
@@ -282,6 +283,8 @@ def test_window_keys_quit_pause_and_pose(video, tmp_path, monkeypatch):
 
     shown, keys = [], iter([-1, ord(" "), -1, -1, ord(" "), ord("p"), -1, ord("q")] + [-1] * 100)
     requested = []
+    windows = []
+    monkeypatch.setattr(cv2, "namedWindow", lambda name, flags: windows.append((name, flags)))
     monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.shape))
     monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys))
     monkeypatch.setattr(cv2, "getWindowProperty", lambda name, prop: 1.0)
@@ -289,6 +292,7 @@ def test_window_keys_quit_pause_and_pose(video, tmp_path, monkeypatch):
     monkeypatch.setattr(Pipeline, "_request_pose", lambda self: requested.append(len(shown)))
     with load(small_onnx(), intra_op_threads=1) as b, open_source(video) as src:
         s = Pipeline(b, src, RunOptions(show=True, jsonl=tmp_path / "o.jsonl")).run()
+    assert windows == [("novum", cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)]   # one window, frames 1:1
     assert requested == [3]                  # p on the third frame (the second one waited out the pause)
     assert s.frames == 5 == len(shown) == len(records(tmp_path / "o.jsonl")) and not s.interrupted
     assert s.stream_error is None            # quitting is not a broken stream
