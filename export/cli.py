@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from novum.api import export
 from novum.cli_util import run_cli
 from novum.contracts.onnx_file import DEFAULT_MAX_BATCH, OPSET
 
@@ -66,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def body() -> int:
+        from novum.api import export   # here: a missing OpenCV is then a one-line error (run_cli), not a traceback
+
         int8 = args.int8 or args.calib is not None
         int8_options = {"calib": args.calib or "demo", "method": args.calib_method, "samples": args.calib_samples,
                         "seed": args.calib_seed, "holdout": args.calib_holdout, "threshold": args.int8_threshold,

@@ -59,13 +59,16 @@ def test_install_lines_pick_one_opencv():
     assert jetson and not any(x in jetson[0] for x in ("desktop", "headless", "opencv"))
 
 
-@pytest.mark.parametrize("module, argv", [("novum.runtime.cli", ["--source", "demo", "--no-show"]),
-                                          ("novum.pose.cli", ["car.png"]),
-                                          ("novum.data.cli", ["clip", "--out", "clip.mp4"])])
-def test_no_opencv_is_a_one_line_error_naming_the_extras(module, argv, tmp_path):
+@pytest.mark.parametrize("entry, argv", [("novum.runtime.cli:main", ["--source", "demo", "--no-show"]),
+                                         ("novum.runtime.cli:bench_main", []),
+                                         ("novum.export.cli:main", []),
+                                         ("novum.pose.cli:main", ["car.png"]),
+                                         ("novum.data.cli:main", ["clip", "--out", "clip.mp4"])])
+def test_no_opencv_is_a_one_line_error_naming_the_extras(entry, argv, tmp_path):
     """Installed without any OpenCV (no extra, no system cv2): the commands say what to install."""
+    module, func = entry.split(":")
     code = (f"import sys; sys.modules['cv2'] = None\n"          # as if no cv2 were installed
-            f"from {module} import main\nsys.exit(main({argv!r}))\n")
+            f"from {module} import {func}\nsys.exit({func}({argv!r}))\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(err) == 1, r.stderr[-2000:]

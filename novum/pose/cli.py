@@ -15,7 +15,6 @@ from pathlib import Path
 from novum.bundled import demo_model_path
 from novum.cli_util import run_cli
 from novum.extras import require
-from novum.runtime.pose_image import estimate_image
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         require("torch", "novum-pose (the pose refiner)")
+        from novum.runtime.pose_image import estimate_image   # here: a missing OpenCV is a one-line error
+
         model = args.model or demo_model_path()
         out = args.out or f"{Path(args.image).stem}_pose.png"
         res = estimate_image(args.image, model, checkpoint=args.checkpoint, class_name=args.class_name,
