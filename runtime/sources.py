@@ -216,25 +216,18 @@ def _open_capture(target: int | str, description: str, hint: str, camera: Captur
     return cap
 
 
-def _camera_only(capture: CaptureOptions | None, spec: str, csi: bool) -> CaptureOptions | None:
-    """The capture options a source may take: cameras only, and the flip for CSI cameras only."""
-    if capture is None or not capture.given():
-        return None
-    if capture.flip is not None and not csi:
-        raise InputError(f"--input-flip applies to csi:// cameras only, not to --source {spec}")
-    return capture
-
-
 def open_source(spec: str | int | Path, keep_all: bool = False, capture: CaptureOptions | None = None) -> Source:
     """Parse ``--source`` (see the module docstring) and open it; a bad source is a one-line InputError.
     ``capture``: the camera's size, rate and (CSI) flip; an error for sources that are not cameras."""
     s = str(spec).strip()
     if not s:
         raise InputError("empty --source; pass a camera index, a video, an image, a folder, a glob, a URL or 'demo'")
-    is_camera = s.isdigit() or s.startswith("/dev/video") or s.startswith(CSI_PREFIX)
-    if capture is not None and capture.given() and not is_camera:
-        raise InputError(f"--input-width/--input-height/--input-rate/--input-flip set a camera; --source {s} is not one")
-    camera = _camera_only(capture, s, s.startswith(CSI_PREFIX))
+    camera = capture if capture is not None and capture.given() else None
+    if camera is not None:
+        if not (s.isdigit() or s.startswith("/dev/video") or s.startswith(CSI_PREFIX)):
+            raise InputError(f"--input-width/--input-height/--input-rate/--input-flip set a camera; --source {s} is not one")
+        if camera.flip is not None and not s.startswith(CSI_PREFIX):
+            raise InputError(f"--input-flip applies to csi:// cameras only, not to --source {s}")
     if s == "demo":
         from novum.bundled import demo_clip_path
 
