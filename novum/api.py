@@ -278,8 +278,7 @@ def run(source: str, model: str | Path | None = None, *, backend: str = "auto", 
     (:func:`novum.runtime.run.window_wanted`). ``server``: a Triton server runs the model (``model``
     = its name there). ``capture``: the camera's size, rate and flip.
     """
-    written = [str(opts[k]) for k in ("save", "jsonl") if opts.get(k) is not None]
-    show = running.window_wanted(show, written, quiet)
+    window = running.window_wanted(show)     # first: --show without a window fails before any export
     if server:
         if backend != "auto" or device != "auto" or threads:
             raise InputError("--backend, --device and --threads choose a local runtime; with --server the server runs "
@@ -287,7 +286,7 @@ def run(source: str, model: str | Path | None = None, *, backend: str = "auto", 
         return running.run(source, model, keep_all=keep_all, show=show, pose_model=pose_model, quiet=quiet,
                            server=server, capture=capture, **opts)
     # features are exported only when a pose can be asked for (--pose-every, or the 'p' key in a window)
-    path, native = resolve_model(model, backend, features=bool(opts.get("pose_every")) or show, quiet=quiet)
+    path, native = resolve_model(model, backend, features=bool(opts.get("pose_every")) or window, quiet=quiet)
     return running.run(source, path, device=device, threads=threads, keep_all=keep_all, show=show,
                        pose_model=pose_model or native, quiet=quiet, capture=capture, **opts)
 

@@ -20,30 +20,26 @@ class StreamError(NovumError):
     """The source broke mid-way (the outputs hold every frame read before)."""
 
 
-def window_wanted(show: bool | None, outputs: list[str] | tuple[str, ...] = (), quiet: bool = True) -> bool:
-    """Window or not. ``show=None``: where one can open (:func:`novum.runtime.display.probe`), else
-    headless; ``show=True`` without one is an error. Unless ``quiet``, a run without a window says so
-    in one line, with the ``outputs`` it writes, or that nothing will be seen and how to change that."""
-    nothing = "neither --save nor --jsonl was given, so nothing will be seen but the summary line"
+def window_wanted(show: bool | None) -> bool:
+    """``show=None``: a window where one can open (:func:`novum.runtime.display.probe`, asked once per
+    process); ``show=True`` without one is a one-line error; ``show=False``: none."""
     if show is False:
-        if not outputs and not quiet:
-            _note(f"--no-show: {nothing}; add --save out.mp4 or --jsonl out.jsonl")
         return False
     d = probe()
-    if d.ok:
-        return True
-    if show:
+    if show and not d.ok:
         raise InputError(f"--show: {d.reason}; {d.fix}, or write the video with --save out.mp4 instead")
-    if not quiet:
-        if outputs:
-            _note(f"no window: {d.reason}; running headless, writing {', '.join(outputs)}")
-        else:
-            _note(f"no window: {d.reason}; {nothing}; add --save out.mp4 or --jsonl out.jsonl, or for a window: {d.fix}")
-    return False
+    return d.ok
 
 
-def _note(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def headless_note(ro: RunOptions) -> str:
+    """The line a run without the window it would have liked prints: why, and what it writes (or
+    that nothing will be seen, and how to change that)."""
+    d = probe()
+    written = [str(p) for p in (ro.save, ro.jsonl) if p is not None]
+    if written:
+        return f"no window: {d.reason}; running headless, writing {', '.join(written)}"
+    return (f"no window: {d.reason}; neither --save nor --jsonl was given, so nothing will be seen but the "
+            f"summary line; add --save out.mp4 or --jsonl out.jsonl, or for a window: {d.fix}")
 
 
 def run(source: str, model: str | Path | None, *, device: str = "auto", threads: int = 0, keep_all: bool = False,
@@ -51,14 +47,15 @@ def run(source: str, model: str | Path | None, *, device: str = "auto", threads:
         server: str | None = None, capture: CaptureOptions | None = None, **opts: object) -> RunSummary:
     """Classify every frame of ``source`` with the model file ``model``; ``opts`` are :class:`RunOptions` fields.
 
-    ``show``: see :func:`window_wanted` (``False`` opens none, silently). ``pose_model``: the native
+    ``show``: see :func:`window_wanted`; without the window ``show=None`` would have liked, the run
+    says so in one line (:func:`headless_note`) unless ``quiet``. ``pose_model``: the native
     checkpoint of the pose refiner. ``server``: classify through a Triton server instead
     (``HOST:PORT``, ``grpc://HOST:PORT``); ``model`` is then the model's name there (None: its only
     model). ``capture``: the camera's size, rate and flip. Raises :class:`StreamError` (after
     closing the outputs) when the source broke mid-way.
     """
     ro = RunOptions(**opts)  # type: ignore[arg-type]
-    ro.show = show is not False and window_wanted(show, outputs(ro), quiet)
+    ro.show = window_wanted(show)
     ro.pose_checkpoint = Path(pose_model) if pose_model else None
     if server:
         from novum.runtime.backends.triton import TritonBackend
@@ -75,6 +72,8 @@ def run(source: str, model: str | Path | None, *, device: str = "auto", threads:
     try:
         pipe = Pipeline(be, src, ro)
         if not quiet:
+            if show is None and not ro.show:
+                print(headless_note(ro), file=sys.stderr)
             print(f"{be.describe()}\nsource: {src.description}" + (" (live: newest frame only)" if src.live else ""),
                   file=sys.stderr, flush=True)
         summary = pipe.run()
@@ -85,7 +84,3 @@ def run(source: str, model: str | Path | None, *, device: str = "auto", threads:
         raise StreamError(f"{summary.stream_error}; the outputs hold the {summary.frames} frames read before")
     return summary
 
-
-def outputs(ro: RunOptions) -> list[str]:
-    """The files a run writes (``--save``, ``--jsonl``)."""
-    return [str(p) for p in (ro.save, ro.jsonl) if p is not None]
