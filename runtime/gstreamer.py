@@ -118,7 +118,7 @@ def missing_elements(pipeline: str) -> list[str]:
     return missing
 
 
-def open_pipeline(pipeline: str, what: str, hint: str) -> Any:
+def open_pipeline(pipeline: str, what: str, thing: str, hint: str) -> Any:
     """``cv2.VideoCapture`` on a GStreamer pipeline that ends in an appsink, or a one-line InputError.
 
     Time-bounded (:data:`OPEN_TIMEOUT_S`): a pipeline that cannot start (an element missing, a camera
@@ -138,12 +138,12 @@ def open_pipeline(pipeline: str, what: str, hint: str) -> Any:
     opener.start()
     opener.join(OPEN_TIMEOUT_S)
     if opener.is_alive():
-        raise InputError(f"{what}: the pipeline did not start within {OPEN_TIMEOUT_S:g} s; {hint}")
+        raise InputError(f"{what}: {thing} did not start within {OPEN_TIMEOUT_S:g} s; {hint}")
     cap = box.get("cap")
     if cap is None or not cap.isOpened():
         if cap is not None:
             cap.release()
-        raise InputError(f"{what}: {hint}")
+        raise InputError(f"{what}: {thing} did not start; {hint}")
     return cap
 
 
@@ -151,10 +151,9 @@ def open_csi(spec: str, opts: CaptureOptions | None = None) -> tuple[Any, str]:
     """Open ``csi://N``: (capture, description)."""
     sensor = parse_csi(spec)
     pipeline = csi_pipeline(sensor, opts)
-    hint = (f"the CSI camera did not start (no camera at sensor-id={sensor}, another process holds it, or "
-            f"nvargus-daemon is down: sudo systemctl restart nvargus-daemon); try: gst-launch-1.0 {pipeline}"
-            .replace(APPSINK, "fakesink"))
-    return open_pipeline(pipeline, spec, hint), f"{spec} (gst: {pipeline})"
+    hint = (f"not a Jetson, no camera at sensor-id={sensor}, another process holds it, or nvargus-daemon is down "
+            f"(sudo systemctl restart nvargus-daemon); try: gst-launch-1.0 {pipeline.replace(APPSINK, 'fakesink')}")
+    return open_pipeline(pipeline, spec, "the CSI camera", hint), f"{spec} (gst: {pipeline})"
 
 
 def open_gst(spec: str) -> tuple[Any, str]:
@@ -163,5 +162,5 @@ def open_gst(spec: str) -> tuple[Any, str]:
     if not pipeline:
         raise InputError("gst: needs a pipeline, e.g. gst:'videotestsrc ! videoconvert ! video/x-raw, format=BGR ! "
                          f"{APPSINK}'")
-    hint = f"GStreamer could not start this pipeline; try it with: gst-launch-1.0 {pipeline}"
-    return open_pipeline(pipeline, "gst: pipeline", hint), f"gst: {pipeline}"
+    hint = f"try it with: gst-launch-1.0 {pipeline}"
+    return open_pipeline(pipeline, "gst: pipeline", "the pipeline", hint), f"gst: {pipeline}"
