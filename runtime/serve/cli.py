@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server.start()
             print(f"serving {server.describe}", file=sys.stderr)
-            print(f"HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; "
-                  f"try: novum-run --server {server.http_url} --source demo; Ctrl-C stops", file=sys.stderr, flush=True)
-            if not server.host.startswith("127."):
+            if not server.host.startswith("127."):   # before the ready line: whoever waits for it has seen this
                 print(f"warning: listening on {server.host}: every machine that can reach it can send inference "
                       f"requests and read the metrics, with no authentication or TLS (README: Serve with Triton)",
                       file=sys.stderr, flush=True)
+            print(f"HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; "
+                  f"try: novum-run --server {server.http_url} --source demo; Ctrl-C stops", file=sys.stderr, flush=True)
             code = None
             while code is None:
                 code = server.wait(timeout=0.5)
