@@ -62,7 +62,7 @@ def _probe(key: tuple[str | None, str | None], timeout: float) -> Display:
                        "run it in a desktop session (or ssh -X)")
     if opencv.gui_backend() == "NONE":
         return Display(False, f"{opencv.describe()} has no GUI",
-                       "for a window: pip uninstall -y opencv-python-headless && pip install opencv-python "
+                       "pip uninstall -y opencv-python-headless && pip install opencv-python "
                        "(the [desktop] extra)")
     name = key[0] or key[1] or "the screen"
     fix = "check DISPLAY (ssh -X forwards one; unset it to run headless)"

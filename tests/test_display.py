@@ -128,6 +128,17 @@ def test_nothing_to_see_is_said_with_the_fix(monkeypatch, video, capsys):
     assert not any("no window" in ln for ln in stderr_lines(capsys))   # no window was asked for: nothing to say
 
 
+def test_headless_build_note_names_the_desktop_extra(monkeypatch, video, capsys):
+    """A display, but the headless OpenCV: the note says so and gives the switch, once."""
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(opencv, "build_information", lambda: "  GUI:                           NONE\n")
+    assert main(["--model", str(small_onnx()), "--source", str(video), "--threads", "1"]) == 0
+    note = [ln for ln in stderr_lines(capsys) if ln.startswith("no window:")]
+    assert len(note) == 1 and "has no GUI" in note[0] and "nothing will be seen" in note[0], note
+    assert note[0].count("for a window") == 1 and note[0].endswith(
+        "or for a window: pip uninstall -y opencv-python-headless && pip install opencv-python (the [desktop] extra)")
+
+
 def test_show_without_a_window_is_a_one_line_error(qt_display, monkeypatch, video, capsys):
     monkeypatch.setattr(display, "PROBE_CODE", ABORT)
     rc = main(["--model", str(small_onnx()), "--source", str(video), "--show", "--quiet"])
