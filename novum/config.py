@@ -20,6 +20,8 @@ PASCAL3D_GRIDS: tuple[tuple[int, int, int], ...] = (
     (17, 18, 6), (6, 23, 13), (8, 23, 12), (8, 9, 27), (8, 29, 9), (10, 24, 8),
     (11, 12, 17), (18, 13, 10), (8, 23, 12), (19, 11, 11), (6, 35, 8), (17, 11, 12),
 )
+# The ResNet encoders downsample by 32 at their deepest stage: a smaller side leaves that stage no cell.
+MIN_INPUT_SIDE = 32
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -57,7 +59,10 @@ class ModelConfig:
     (PASCAL CAD frame, z up); ``n_list`` the vertex count of each class mesh; ``max_n`` the
     class block size in the flattened bank. ``input_size`` is (H, W) of the network input;
     ``focal`` the focal length in input pixels of the framing (upstream: 3000 at 640x800, objects
-    at ``distance`` 5 centred in the crop).
+    at ``distance`` 5 centred in the crop). ``framing`` records how training framed the objects
+    (:mod:`novum.data.framing`: object fill, centre offset, aspect, padding), what ``--roi`` must
+    reproduce; ``trained_input_size`` is set when a model is exported at another ``input_size``
+    than it was trained at (None: the same).
     """
 
     classes: tuple[str, ...] = PASCAL3D_CLASSES
@@ -72,6 +77,8 @@ class ModelConfig:
     distance: float = 5.0
     stride: int = 8
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    framing: dict[str, Any] | None = None
+    trained_input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.classes = tuple(self.classes)
@@ -81,6 +88,8 @@ class ModelConfig:
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
         if self.extents is not None:
             self.extents = tuple(tuple(float(v) for v in e) for e in self.extents)
+        if self.trained_input_size is not None:
+            self.trained_input_size = (int(self.trained_input_size[0]), int(self.trained_input_size[1]))
         if isinstance(self.backbone, dict):
             bb = dict(self.backbone)
             bb["layers"] = tuple(bb.get("layers", (3, 4, 6, 3)))
@@ -91,6 +100,11 @@ class ModelConfig:
             raise ValueError(f"max_n={self.max_n} is smaller than the largest class mesh ({max(self.n_list)})")
         if self.input_size[0] % self.stride or self.input_size[1] % self.stride:
             raise ValueError(f"input_size {self.input_size} must be multiples of the stride {self.stride}")
+
+    @property
+    def trained_size(self) -> tuple[int, int]:
+        """(H, W) the model was trained at."""
+        return self.trained_input_size or self.input_size
 
     @property
     def num_classes(self) -> int:

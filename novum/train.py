@@ -30,7 +30,8 @@ if TYPE_CHECKING:   # the training modules are torch: imported in run(), so that
     from novum.training.loop import TrainResult
 
 
-def training_data(cfg: TrainConfig, out: Path, dist: DistContext) -> tuple[PackedSamples, PackedSamples | None]:
+def training_data(cfg: TrainConfig, out: Path, dist: DistContext,
+                  progress: bool = True) -> tuple[PackedSamples, PackedSamples | None]:
     """Train and validation data for ``cfg``; rank 0 renders and caches, the other ranks then load."""
     from novum.training.datasets import default_workers, load_packed, synthetic_packed
 
@@ -41,8 +42,9 @@ def training_data(cfg: TrainConfig, out: Path, dist: DistContext) -> tuple[Packe
     cache = Path(d.cache) if d.cache else out / "data"
 
     def make() -> tuple[PackedSamples, PackedSamples | None]:
-        tr = synthetic_packed(mc, "train", d.per_class, d.seed, cache, default_workers(), **d.options)
-        va = synthetic_packed(mc, "val", d.val_per_class, d.seed, cache, default_workers(), **d.options) \
+        show = progress and dist.is_main
+        tr = synthetic_packed(mc, "train", d.per_class, d.seed, cache, default_workers(), show, **d.options)
+        va = synthetic_packed(mc, "val", d.val_per_class, d.seed, cache, default_workers(), show, **d.options) \
             if d.val_per_class > 0 else None
         return tr, va
 
@@ -54,6 +56,23 @@ def training_data(cfg: TrainConfig, out: Path, dist: DistContext) -> tuple[Packe
     return data
 
 
+def preflight(cfg: TrainConfig, out: Path, resume: bool) -> None:
+    """Everything that can be checked before rendering data or creating ``out`` (fail in seconds, not minutes)."""
+    from novum.errors import InputError
+    from novum.training.loop import resume_files
+
+    if resume:
+        missing = [p.name for p in resume_files(out) if not p.is_file()]
+        if missing:
+            raise InputError(f"{out}: nothing to resume ({', '.join(missing)} missing); drop --resume to start fresh")
+    elif cfg.init and not Path(cfg.init).is_file():
+        raise InputError(f"{cfg.init}: init checkpoint not found; fix 'init' in the config")
+    if cfg.data.source != "synthetic" and not Path(cfg.data.source).is_file():
+        raise InputError(f"{cfg.data.source}: training data not found; pass a packed .npz or use data.source=synthetic")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: --out is a file; pass a folder")
+
+
 def run(cfg: TrainConfig, out: str | Path, baseline: bool = False, resume: bool = False, device: str | None = None,
         command: str = "", progress: bool = True, max_steps: int | None = None) -> TrainResult:
     """Render/load the data, train, write ``out/model.safetensors``."""
@@ -62,11 +81,12 @@ def run(cfg: TrainConfig, out: str | Path, baseline: bool = False, resume: bool 
     from novum.training.loop import train
 
     out = Path(out)
+    preflight(cfg, out, resume)
     dist = init_distributed(device)
     try:
         if cfg.threads and dist.device.type == "cpu":
             torch.set_num_threads(int(cfg.threads))
-        data = training_data(cfg, out, dist)
+        data = training_data(cfg, out, dist, progress)
         res = train(cfg, out, data, baseline=baseline, resume=resume, command=command, progress=progress,
                     dist=dist, max_steps=max_steps)
         if dist.is_main:

@@ -271,3 +271,73 @@ def test_init_starts_from_a_checkpoint(tmp_path, tiny_data):
     with pytest.raises(Exception, match="init checkpoint not found"):
         train(tiny_train_config(epochs=1, init=str(tmp_path / "nope.safetensors")), tmp_path / "c", tiny_data,
               progress=False)
+
+
+# -- failing fast: the whole config is checked before any data is rendered or any file written --------
+@pytest.fixture
+def no_rendering(monkeypatch):
+    """Rendering training data is the slow first phase: a config error must come before it."""
+    import novum.training.datasets as ds
+
+    def boom(*a, **k):
+        raise AssertionError("training data was rendered before the config error was reported")
+
+    monkeypatch.setattr(ds, "synthetic_packed", boom)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("epochs=abc", "epochs"), ("epochs=0", "epochs"), ("lr=-1", "lr"), ("batch_size=2.5", "batch_size"),
+    ("input_size=[100,160]", "input_size"), ("input_size=[8,8]", "input_size"), ("momentum=1.5", "momentum"),
+    ("augment=\"yes\"", "augment"), ("data.per_class=0", "data.per_class"), ("classes=[]", "classes"),
+    ("data.options={\"occlusion\":\"L9\"}", "data.options"), ("data.options={\"bogus\":1}", "data.options"),
+    ("n_noise=100000", "n_noise"), ("data.bogus=1", "data.bogus"), ("threads=0", "threads"),
+])
+def test_config_errors_fail_fast_with_one_line_and_leave_nothing(tmp_path, capsys, monkeypatch, no_rendering,
+                                                                 override, key):
+    from novum.train import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--out", str(tmp_path / "r"), "--set", override, "--set", "data.cache=cache"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and key in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []          # no out dir, log or cache
+
+
+def test_all_problems_are_named_at_once():
+    with pytest.raises(Exception) as e:
+        load_config(None, ["epochs=abc", "lr=0", "data.per_class=-3"])
+    msg = str(e.value)
+    assert "\n" not in msg and all(k in msg for k in ("epochs", "lr", "data.per_class"))
+
+
+def test_resume_with_nothing_to_resume_errors_at_once(tmp_path, capsys, no_rendering):
+    from novum.train import main
+
+    t0 = __import__("time").monotonic()
+    assert main(["--out", str(tmp_path / "r"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert __import__("time").monotonic() - t0 < 5 and not (tmp_path / "r").exists()
+    assert main(["--out", str(tmp_path / "r"), "--set", f"init={tmp_path / 'none.safetensors'}"]) == 2
+    assert "init checkpoint not found" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_data_rendering_shows_a_progress_bar(tmp_path, capsys):
+    from novum.training.datasets import synthetic_packed
+
+    mc = tiny_train_config(classes=("car", "bus"), input_size=(64, 80)).model_config()
+    packed = synthetic_packed(mc, "train", 3, 0, tmp_path, workers=1, progress=True)
+    err = capsys.readouterr().err
+    assert len(packed) == 6 and "render train data" in err and "6/6" in err
+    synthetic_packed(mc, "train", 3, 0, tmp_path, workers=1, progress=True)     # cached: nothing to render
+    assert "render train data" not in capsys.readouterr().err
+
+
+def test_training_records_how_its_data_framed_the_objects(tmp_path, tiny_data):
+    from novum.checkpoint import load_model
+
+    res = train(tiny_train_config(epochs=1), tmp_path, tiny_data, progress=False, max_steps=1)
+    fr = load_model(res.model_path).config.framing
+    boxes = tiny_data[0].boxes.astype(float)
+    fill = np.maximum((boxes[:, 1] - boxes[:, 0]) / 64, (boxes[:, 3] - boxes[:, 2]) / 80)
+    assert fr["object_fill"] == pytest.approx(np.median(fill), abs=1e-4) and fr["samples"] == len(boxes)
+    assert fr["pad"] == "zero" and fr["aspect"] == pytest.approx(80 / 64)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from novum.config import PASCAL3D_CLASSES, ModelConfig, small_config
+from novum.config import MIN_INPUT_SIDE, PASCAL3D_CLASSES, ModelConfig, small_config
 from novum.errors import InputError
+
+STRIDE = 8   # the feature stride of every novum backbone
 
 
 @dataclass
@@ -60,10 +63,18 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, dict):
+            unknown = sorted(set(self.data) - {f.name for f in dataclasses.fields(DataConfig)})
+            if unknown:
+                raise InputError(f"unknown training config keys {['data.' + k for k in unknown]}; valid data keys: "
+                                 f"{sorted(f.name for f in dataclasses.fields(DataConfig))}")
+            self.data = DataConfig(**self.data)
+        if not isinstance(self.data, DataConfig):
+            raise InputError(f"invalid training config: data must be an object (source, per_class, ...), got "
+                             f"{json.dumps(self.data, default=str)}")
+        validate(self)
         self.classes = tuple(self.classes)
         self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
-        if isinstance(self.data, dict):
-            self.data = DataConfig(**self.data)
 
     @property
     def thr(self) -> float:
@@ -83,6 +94,103 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown training config keys {unknown}; valid keys: {sorted(names)}")
         return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------
+# validation: the whole config is checked when it is made, before any data is rendered
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# field -> (accepts the value, what it must be)
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "classes": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(c, str) and c for c in v)
+                and len(set(v)) == len(v), "a non-empty list of distinct class names"),
+    "input_size": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) for x in v)
+                   and all(x >= MIN_INPUT_SIDE and x % STRIDE == 0 for x in v),
+                   f"[H, W]: integers >= {MIN_INPUT_SIDE}, multiples of {STRIDE}"),
+    "vertices": (lambda v: _is_int(v) and v >= 8, "an integer >= 8"),
+    "width": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "feature_dim": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "warmup_steps": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "min_lr_ratio": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "augment": (lambda v: isinstance(v, bool), "true or false"),
+    "temperature": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "clutter_weight": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "noise_weight": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "n_noise": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "distance_thr": (lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0"),
+    "max_vertices": (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
+    "padding_clutter": (lambda v: isinstance(v, bool), "true or false"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "init": (lambda v: v is None or (isinstance(v, str) and v != ""), "null or a checkpoint path"),
+    "save_every": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: only at epoch ends)"),
+    "log_every": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "threads": (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
+    "channels_last": (lambda v: isinstance(v, bool), "true or false"),
+    "data.source": (lambda v: isinstance(v, str) and v != "", "'synthetic' or the path of a packed .npz"),
+    "data.per_class": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "data.val_per_class": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "data.seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "data.cache": (lambda v: v is None or (isinstance(v, str) and v != ""), "null or a folder"),
+    "data.options": (lambda v: isinstance(v, dict), "an object of synthetic generator options"),
+}
+
+
+def config_problems(cfg: "TrainConfig") -> list[str]:
+    """Every value that is of the wrong type or out of range, as ``key: must be ..., got ...``."""
+    out = []
+    for key, (ok, what) in _RULES.items():
+        obj, name = (cfg.data, key[5:]) if key.startswith("data.") else (cfg, key)
+        v = getattr(obj, name)
+        if not ok(v):
+            out.append(f"{key} must be {what}, got {json.dumps(v, default=str)}")
+    if not out:
+        out += _synthetic_option_problems(cfg)
+        h, w = cfg.input_size
+        cells = (h // STRIDE) * (w // STRIDE)
+        if cfg.n_noise > cells:
+            out.append(f"n_noise must be <= the {cells} feature cells of a {h}x{w} input, got {cfg.n_noise}")
+        if cfg.data.source == "synthetic" and cfg.data.per_class * len(cfg.classes) < cfg.batch_size:
+            out.append(f"batch_size {cfg.batch_size} is more than the {cfg.data.per_class * len(cfg.classes)} "
+                       f"training images (data.per_class x classes)")
+    return out
+
+
+def _synthetic_option_problems(cfg: "TrainConfig") -> list[str]:
+    if cfg.data.source != "synthetic":
+        return [] if not cfg.data.options else ["data.options apply to data.source 'synthetic' only"]
+    from novum.data.synthetic import SyntheticConfig
+
+    names = {f.name for f in dataclasses.fields(SyntheticConfig)} - {"per_class", "split", "seed"}
+    unknown = sorted(set(cfg.data.options) - names)
+    if unknown:
+        return [f"unknown data.options {unknown}; valid: {sorted(names)}"]
+    try:
+        SyntheticConfig(per_class=cfg.data.per_class, **cfg.data.options)
+    except InputError as e:
+        return [f"data.options: {e}"]
+    except (TypeError, ValueError) as e:
+        return [f"data.options: {' '.join(str(e).split())}"]
+    return []
+
+
+def validate(cfg: "TrainConfig") -> None:
+    """Raise one :class:`InputError` line naming every bad value (types, ranges), before any work."""
+    problems = config_problems(cfg)
+    if problems:
+        raise InputError("invalid training config: " + "; ".join(problems) + " (fix the config file or --set KEY=VALUE)")
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:

@@ -37,10 +37,10 @@ def synthetic_key(model_cfg: ModelConfig, syn_kw: dict) -> str:
 
 
 def synthetic_packed(model_cfg: ModelConfig, split: str, per_class: int, seed: int = 0, cache_dir: str | Path | None = None,
-                     workers: int | None = None, **options) -> PackedSamples:
+                     workers: int | None = None, progress: bool = False, **options) -> PackedSamples:
     """Render ``per_class`` synthetic images per class of ``split`` (train/val/test; options such as
     occlusion="L2", corruption="blur" go to SyntheticConfig) and pack them; cached under
-    ``cache_dir`` keyed by everything that changes the pixels."""
+    ``cache_dir`` keyed by everything that changes the pixels. ``progress``: a bar per image."""
     syn_kw = {"per_class": int(per_class), "split": split, "seed": int(seed), **options}
     path = None
     if cache_dir is not None:
@@ -51,15 +51,35 @@ def synthetic_packed(model_cfg: ModelConfig, split: str, per_class: int, seed: i
     workers = max(1, min(workers or 1, n))
     bounds = np.linspace(0, n, min(n, workers * 8) + 1).astype(int)
     jobs = [(model_cfg.to_dict(), syn_kw, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    if workers == 1:
-        parts = [_render_chunk(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(workers) as ex:
-            parts = list(ex.map(_render_chunk, jobs))
+    bar = render_bar(n, f"render {split} data", progress)
+    try:
+        if workers == 1:
+            parts = [bar_step(bar, _render_chunk(j), j[3] - j[2]) for j in jobs]
+        else:
+            with ProcessPoolExecutor(workers) as ex:
+                parts = [bar_step(bar, p, j[3] - j[2]) for j, p in zip(jobs, ex.map(_render_chunk, jobs))]
+    finally:
+        if bar is not None:
+            bar.close()
     packed = _concat(parts)
     if path is not None:
         packed.save(path)
     return packed
+
+
+def render_bar(total: int, desc: str, progress: bool):
+    """A tqdm bar over ``total`` images (None when ``progress`` is off)."""
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, mininterval=1.0)
+
+
+def bar_step(bar, value, n: int):
+    if bar is not None:
+        bar.update(n)
+    return value
 
 
 def load_packed(source: str | Path) -> PackedSamples:
