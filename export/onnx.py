@@ -62,7 +62,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, features: bool = False, m
     config's ``input_size``. ``dense_head`` exports the one-matrix head (benchmarks only).
     """
     path = Path(path)
-    config: ModelConfig = model.config
+    config: ModelConfig = with_framing(model.config)
     H, W = config.input_size
     graph = ExportGraph(model, features=features, dense=dense_head).eval()
     example = torch.zeros(min(2, max(1, max_batch)), H, W, 3, dtype=torch.uint8)
@@ -83,6 +83,18 @@ def export_onnx(model: nn.Module, path: str | Path, *, features: bool = False, m
         set_metadata(proto, meta)
         save_onnx(proto, path, tmp)
     return path
+
+
+def with_framing(config: ModelConfig) -> ModelConfig:
+    """``config`` with its training framing recorded (what novum-run --roi reproduces): kept if the
+    checkpoint has it (novum-train records it), else measured on the synthetic generator's scenes."""
+    if config.framing:
+        return config
+    import dataclasses
+
+    from novum.data.framing import generator_framing
+
+    return dataclasses.replace(config, framing=generator_framing(config))
 
 
 def set_static_output_dims(proto: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> None:

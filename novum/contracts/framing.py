@@ -1,11 +1,17 @@
 """Framing: turn a camera/video frame into the model's input the way the model was trained.
 
-Upstream crops put the object centre at the crop centre at a fixed scale, with zero padding outside
-the image (docs/upstream.md section 2). Live video has no annotation, so:
+Training crops (upstream's, docs/upstream.md section 2, and the synthetic generator's) put the
+object centre at the crop centre at a fixed scale, with zero padding outside the image. Live
+video has no annotation, so:
 
-- default: the largest centred box of the model's aspect ratio (H:W) is cropped and resized;
-- ``roi=(x, y, w, h)``: the user's object box; the smallest box of the model's aspect ratio that
-  holds it, centred on it, is cropped (parts outside the frame are zero, as upstream) and resized.
+- default: the largest centred box of the model's aspect ratio (H:W) is cropped and resized
+  (right when the camera frames the object as training did: centred, filling the frame alike);
+- ``roi=(x, y, w, h)``: **the object's box** in frame pixels. It is framed the way training framed
+  objects, from the model's ``framing`` record (``ModelConfig.framing``, measured by :mod:`novum.data.framing`): a crop of the model's
+  aspect ratio in which the box's dominant side fills ``object_fill`` of the crop (context margin
+  and scale as in training), centred on the box (shifted by the recorded ``centre_offset``); parts
+  outside the frame are zero, as upstream; then resized. Without a record the crop is the tightest
+  one holding the box (``object_fill`` 1.0), which is NOT how any model here was trained.
 
 cv2/numpy only. The :class:`Crop` remembers where the input came from, to draw back onto the frame.
 """
@@ -46,13 +52,21 @@ class Crop:
 class Framer:
     """Frames -> model inputs of ``input_size`` (H, W); see the module docstring."""
 
-    def __init__(self, input_size: tuple[int, int], roi: tuple[float, float, float, float] | None = None) -> None:
+    def __init__(self, input_size: tuple[int, int], roi: tuple[float, float, float, float] | None = None,
+                 framing: dict | None = None) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         if roi is not None:
             roi = tuple(float(v) for v in roi)  # type: ignore[assignment]
             if len(roi) != 4 or roi[2] <= 0 or roi[3] <= 0:
                 raise InputError(f"--roi needs x y w h with w, h > 0, got {list(roi)}")
         self.roi = roi
+        framing = framing or {}
+        self.object_fill = float(framing.get("object_fill", 1.0))
+        if not 0.05 <= self.object_fill <= 1.0:
+            raise InputError(f"the model's framing record has object_fill {self.object_fill}, outside 0.05..1; "
+                             f"re-export the model with novum-export")
+        ox, oy = framing.get("centre_offset", (0.0, 0.0))
+        self.centre_offset = (float(ox), float(oy))
 
     @property
     def aspect(self) -> float:
@@ -69,9 +83,10 @@ class Framer:
         x, y, rw, rh = self.roi
         if x >= fw or y >= fh or x + rw <= 0 or y + rh <= 0:
             raise InputError(f"--roi {x:g} {y:g} {rw:g} {rh:g} lies outside the {fw}x{fh} frame")
-        w = max(rw, rh * a)
-        h = w / a
-        cx, cy = x + rw / 2, y + rh / 2
+        h = max(rh, rw / a) / self.object_fill     # the box's dominant side fills object_fill of the crop
+        w = h * a
+        cx = x + rw / 2 - self.centre_offset[0] * w
+        cy = y + rh / 2 - self.centre_offset[1] * h
         return Crop(cx - w / 2, cy - h / 2, w, h)
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, Crop]:

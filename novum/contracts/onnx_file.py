@@ -57,6 +57,8 @@ def build_metadata(config: ModelConfig, *, precision: str, opset: int, features:
         "outputs": json.dumps(outputs),
         "max_batch": str(max_batch),
         "stride": str(config.stride),
+        "trained_input_size": json.dumps(list(config.trained_size)),
+        "framing": json.dumps(config.framing),
     }
 
 

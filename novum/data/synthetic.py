@@ -120,11 +120,14 @@ class SyntheticDataset:
         d = self.distance * rng.uniform(1 - c.distance_jitter, 1 + c.distance_jitter)
         return np.array([az, np.deg2rad(el), np.deg2rad(th), d], dtype=np.float32)
 
-    def scene(self, label: int, j: int) -> Scene:
-        """Render the clean scene of class ``label``, index ``j`` (pure function of split, seed, label, j)."""
+    def scene(self, label: int, j: int, size: tuple[int, int] | None = None) -> Scene:
+        """Render the clean scene of class ``label``, index ``j`` (pure function of split, seed, label, j).
+
+        ``size`` (H, W): a larger canvas around the same object (same focal and distance, so the
+        object keeps the training scale, centred; :mod:`novum.data.framing` places it off-centre)."""
         c = self.cfg
         rng = np.random.default_rng(self._seed(label, j))
-        h, w = self.image_size
+        h, w = size or self.image_size
         shape = build_object(self.classes[label], rng, self.extents[label], c.fill)
         model = compile_shape(shape)
         pose = self.sample_pose(rng)

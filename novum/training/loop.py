@@ -86,6 +86,7 @@ def _train(cfg, out: Path, data, baseline, resume, command, progress, dist: Dist
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     task = (BaselineTask if baseline else NovumTask)(cfg, dist, cfg.seed)
+    _record_framing(task, train_data)
     params = task.parameters()
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(epoch_batches(len(train_data), cfg, dist, 0))
@@ -176,6 +177,16 @@ def _train(cfg, out: Path, data, baseline, resume, command, progress, dist: Dist
                        images_seen / seconds if seconds > 0 else 0.0)
 
 
+def _record_framing(task, train_data: PackedSamples) -> None:
+    """The saved config records how the training images framed their objects (novum-run --roi uses it)."""
+    from novum.data.framing import framing_from_boxes
+
+    config = getattr(task.model, "config", None)
+    if config is not None and len(train_data):
+        config.framing = framing_from_boxes(train_data.boxes, config.input_size,
+                                            f"training data ({len(train_data)} images)")
+
+
 def _validate(task, val_data: PackedSamples, dist: DistContext) -> float:
     acc = 0.0
     if dist.is_main:
@@ -198,8 +209,13 @@ def _save_resume(out: Path, task, opt, sched, step: int, epoch: int, batch_in_ep
     dist.barrier()
 
 
+def resume_files(out: Path) -> tuple[Path, Path]:
+    """What --resume reads: the training state and the last weights."""
+    return out / STATE_FILE, out / LAST_FILE
+
+
 def _resume(out: Path, task, opt, sched, cfg: TrainConfig, dist: DistContext) -> tuple[int, int, int]:
-    sp, wp = out / STATE_FILE, out / LAST_FILE
+    sp, wp = resume_files(out)
     if not sp.is_file() or not wp.is_file():
         raise InputError(f"{out}: nothing to resume ({STATE_FILE} / {LAST_FILE} missing); drop --resume to start fresh")
     state = torch.load(sp, map_location="cpu", weights_only=True)

@@ -1,0 +1,69 @@
+"""--roi is the object's box, framed the way training framed objects (the model's framing record).
+
+Rendered scenes (novum.data's generator) with the object at the training scale placed off-centre in
+a larger frame: classifying the true box must be at least as accurate as the whole frame."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from novum.data.framing import framing_from_boxes, generator_framing, placed_scene
+from novum.runtime.framing import Framer
+
+
+def test_roi_crop_reproduces_the_recorded_fill_and_offset():
+    framing = {"object_fill": 0.5, "centre_offset": [0.05, -0.1]}
+    fr = Framer((128, 160), roi=(100, 50, 40, 20), framing=framing)
+    crop = fr.crop_for((256, 320))
+    assert crop.h == pytest.approx(max(20, 40 / 1.25) / 0.5) and crop.w == pytest.approx(crop.h * 1.25)
+    # the box's centre sits where training put object centres: offset by (0.05 W, -0.1 H) from the crop centre
+    assert 120 - (crop.x0 + crop.w / 2) == pytest.approx(0.05 * crop.w)
+    assert 60 - (crop.y0 + crop.h / 2) == pytest.approx(-0.1 * crop.h)
+    img, _ = fr(np.zeros((256, 320, 3), np.uint8))
+    assert img.shape == (128, 160, 3)
+
+
+def test_framing_record_from_boxes():
+    boxes = np.array([[32, 96, 40, 120], [40, 88, 60, 100], [0, 128, 0, 160]])   # y0 y1 x0 x1 in 128x160
+    fr = framing_from_boxes(boxes, (128, 160), "test")
+    assert fr["object_fill"] == pytest.approx(0.5) and fr["samples"] == 3 and fr["pad"] == "zero"
+    assert fr["centre_offset"] == [0.0, 0.0] and fr["aspect"] == pytest.approx(1.25)
+
+
+@pytest.fixture(scope="module")
+def demo_onnx(tmp_path_factory):
+    from novum.bundled import DEMO_MODEL
+    from novum.checkpoint import load_model
+    from novum.export.onnx import export_onnx
+
+    return export_onnx(load_model(DEMO_MODEL), tmp_path_factory.mktemp("roi") / "demo.onnx")
+
+
+def test_true_box_is_at_least_as_accurate_as_the_whole_frame_off_centre(demo_onnx):
+    from novum.data.synthetic import SyntheticConfig, SyntheticDataset
+    from novum.runtime.backends import load
+
+    with load(demo_onnx, intra_op_threads=1) as b:
+        framing = b.metadata["framing"]
+        assert framing and framing["object_fill"] == pytest.approx(generator_framing(
+            __import__("novum.config", fromlist=["x"]).ModelConfig.from_dict(b.metadata))["object_fill"])
+        ds = SyntheticDataset(SyntheticConfig(per_class=2, split="test", seed=7), 
+                              __import__("novum.config", fromlist=["x"]).ModelConfig.from_dict(b.metadata))
+        H, W = b.input_size
+        fh, fw = 2 * H, 2 * W                                     # the object at training scale, half the frame
+        rng = np.random.default_rng(0)
+        whole, roi, tight, labels = [], [], [], []
+        for i in range(len(ds)):
+            centre = (fw * rng.uniform(0.3, 0.7), fh * rng.uniform(0.32, 0.68))
+            img, box, label = placed_scene(ds, i, (fh, fw), centre)
+            whole.append(Framer((H, W))(img)[0])
+            roi.append(Framer((H, W), box, framing)(img)[0])
+            tight.append(Framer((H, W), box)(img)[0])             # the box alone, no training margin
+            labels.append(label)
+        acc = {name: float((np.concatenate([b.infer(np.stack(x[k:k + 8]))["scores"].argmax(1)
+                                            for k in range(0, len(x), 8)]) == labels).mean())
+               for name, x in (("whole", whole), ("roi", roi), ("tight", tight))}
+    print(json.dumps(acc))
+    assert acc["roi"] >= acc["whole"] and acc["roi"] >= 0.75, acc
