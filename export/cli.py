@@ -36,7 +36,12 @@ def parser() -> argparse.ArgumentParser:
                    help="write the int8 model even when it fails the accuracy gate")
     p.add_argument("--batch", "--max-batch", dest="batch", type=int, default=DEFAULT_MAX_BATCH,
                    help=f"largest batch of the engine profile (ONNX batch is dynamic; default {DEFAULT_MAX_BATCH})")
-    p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="input height and width (default: the model's)")
+    p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"),
+                   help="input height and width (default: the size the model was trained at; another size needs "
+                        "--force-imgsz)")
+    p.add_argument("--force-imgsz", action="store_true",
+                   help="export at an --imgsz other than the trained size anyway (a warning; the model then sees "
+                        "objects at another scale and its accuracy is not verified)")
     p.add_argument("--engine", action=argparse.BooleanOptionalAction, default=None,
                    help="build TensorRT engines (default: when TensorRT and a GPU are present)")
     p.add_argument("--workspace", type=float, default=4.0, help="TensorRT workspace in GiB (default 4)")
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                      version_compatible=args.version_compatible, hardware_compatible=args.hardware_compatible,
                      timing_cache=args.timing_cache, name=args.name, opset=args.opset, fp16_head=args.fp16_head,
                      verify_frames=args.verify_frames, verify_images=args.verify_images, mesh_dir=args.mesh_dir,
-                     int8_options=int8_options, triton=args.triton, triton_instances=args.triton_instances)
+                     int8_options=int8_options, triton=args.triton, triton_instances=args.triton_instances,
+                     force_imgsz=args.force_imgsz)
         total = sum(res.timings.values())
         files = [*res.onnx.values(), *res.engines.values()] + ([args.triton] if res.triton else [])
         print(f"done in {total:.1f}s: " + ", ".join(str(p) for p in files))
@@ -86,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             print("error: verification failed: an output is outside its stated tolerance (table above)",
                   file=sys.stderr)
             return 1
+        if res.verify is not None:
+            for w in res.verify.warnings:
+                print(f"warning: {w}", file=sys.stderr)
         return 0
 
     return run_cli(body)

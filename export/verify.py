@@ -93,6 +93,7 @@ class VerifyReport:
     frames: int
     frame_source: str
     targets: list[TargetReport]
+    warnings: list[str] = field(default_factory=list)   # what "ok" does not cover (shown with the table)
 
     @property
     def ok(self) -> bool:
@@ -154,7 +155,12 @@ def verify(model: Any, targets: list[str | Path], *, frames: np.ndarray | None =
             t = reports[-1]
             log(f"verify {t.target} ({t.backend}, {t.precision}): "
                 + (f"skipped: {t.skipped}" if t.skipped else f"{'ok' if t.ok else 'OUTSIDE TOLERANCE'} ({t.seconds:.1f}s)"))
-    return VerifyReport(len(frames), frame_source or f"{len(frames)} given frames", reports)
+    rep = VerifyReport(len(frames), frame_source or f"{len(frames)} given frames", reports)
+    if tuple(cfg.input_size) != tuple(cfg.trained_size):
+        th, tw = cfg.trained_size
+        rep.warnings.append(f"the exports agree with torch at {H}x{W}, but the model was trained at {th}x{tw}: "
+                            f"agreement says nothing about its accuracy at this size (not verified)")
+    return rep
 
 
 def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], target: str, backend: str, precision: str,

@@ -12,7 +12,12 @@ exporter; export and calibration never import each other. Checkpoints and the ON
 torch (the ``[torch]`` extra), imported when a checkpoint is handled; running an exported model
 needs none. Every file is
 written atomically; a failed export leaves the files of the steps that finished (each complete)
-and nothing half-written.
+and nothing half-written, and removes an output folder it created that stays empty.
+
+Input size: a model is exported at the size it was trained at. ``imgsz`` may only differ with
+``force_imgsz`` (then a warning, and the size the model was trained at is recorded next to the
+exported one: ``trained_input_size`` in the metadata): at another size the object scale the model
+sees changes, and torch and ONNX agreeing with each other says nothing about its accuracy.
 """
 from __future__ import annotations
 
@@ -74,22 +79,44 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
            fp16_head: str = "fp16", verify_frames: int = 8, verify_images: str | Path | None = None,
            mesh_dir: str | Path | None = None, log: Callable[[str], None] = print,
            int8_options: dict[str, Any] | None = None, triton: str | Path | None = None,
-           triton_instances: int = 1) -> ExportResult:
+           triton_instances: int = 1, force_imgsz: bool = False) -> ExportResult:
     """Export a checkpoint (native ``.safetensors`` or upstream ``.pth``; default: the demo model).
 
     ``engine=None`` builds TensorRT engines when TensorRT and a GPU are present, else says why not.
     ``int8_options`` go to ``novum.calibration.quantize.quantize_int8`` (calib, method, samples, ...).
     ``triton``: also write a Triton model repository there (:mod:`novum.export.triton`).
+    ``imgsz`` other than the trained size needs ``force_imgsz`` (see the module docstring).
     """
     require("torch", "exporting a checkpoint")
-    from novum.export.onnx import export_onnx
-
-    res = ExportResult()
     if batch < 1:
         raise InputError(f"--batch must be >= 1, got {batch}")
     if triton_instances < 1:
         raise InputError(f"--triton-instances must be >= 1, got {triton_instances}")
     out = Path(output_dir)
+    created = _missing_dirs(out) + (_missing_dirs(Path(triton)) if triton is not None else [])
+    try:
+        return _export(checkpoint, out, fp16=fp16, int8=int8, batch=batch, imgsz=imgsz, engine=engine,
+                       workspace=workspace, verify=verify, features=features, strict_fp32=strict_fp32,
+                       version_compatible=version_compatible, hardware_compatible=hardware_compatible,
+                       timing_cache=timing_cache, name=name, opset=opset, fp16_head=fp16_head,
+                       verify_frames=verify_frames, verify_images=verify_images, mesh_dir=mesh_dir, log=log,
+                       int8_options=int8_options, triton=triton, triton_instances=triton_instances,
+                       force_imgsz=force_imgsz)
+    except BaseException:
+        for d in created:            # deepest first: only folders this export made and left empty
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _export(checkpoint, out: Path, *, fp16, int8, batch, imgsz, engine, workspace, verify, features, strict_fp32,
+            version_compatible, hardware_compatible, timing_cache, name, opset, fp16_head, verify_frames,
+            verify_images, mesh_dir, log, int8_options, triton, triton_instances, force_imgsz) -> ExportResult:
+    from novum.export.onnx import export_onnx   # torch
+
+    res = ExportResult()
     _check_writable(out)
     if triton is not None:
         _check_writable(Path(triton))
@@ -99,7 +126,7 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
     t = _step(res, "load")
     model = _load(src, mesh_dir)
     if imgsz is not None:
-        model.config = resized_config(model.config, imgsz)
+        model.config = resized_config(model.config, imgsz, force=force_imgsz, log=log)
     res.source_sha256 = sha256_file(src)
     cfg = model.config
     log(f"loaded {src.name} ({_kind(src)}, {cfg.backbone.arch}, {cfg.num_classes} classes, input "
@@ -120,7 +147,8 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
         log(f"wrote {res.onnx['int8']} (int8) in {_done(res, 'onnx_int8', t):.1f}s")
 
     _engines(res, out, stem, engine, batch, workspace, strict_fp32, version_compatible, hardware_compatible,
-             timing_cache, _rebuild_command(src, out, fp16, int8, batch, cfg.input_size, features, name), log)
+             timing_cache, _rebuild_command(src, out, fp16, int8, batch, cfg.input_size, features, name,
+                                            cfg.input_size != cfg.trained_size), log)
     if triton is not None:
         t = _step(res, "triton")
         res.triton = write_export_repository(triton, res.onnx, res.engines, max_batch=batch,
@@ -138,15 +166,34 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
         log(f"verification on {res.verify.frame_source} ({_done(res, 'verify', t):.1f}s):")
         log(res.verify.table())
         log(res.verify.reasons())
+        for w in res.verify.warnings:
+            log(f"warning: {w}")
     return res
 
 
-def resized_config(config, imgsz: tuple[int, int]):
-    """The config at another input size (focal scaled with the height, as the framing is)."""
+def resized_config(config, imgsz: tuple[int, int], force: bool = False, log: Callable[[str], None] | None = None):
+    """The config at another input size (focal scaled with the height, as the framing is).
+
+    Sizes the backbone cannot take are refused; a size other than the trained one needs ``force``
+    (then a warning), and the trained size is kept in ``trained_input_size``."""
+    from novum.config import MIN_INPUT_SIDE
+
     h, w = (int(v) for v in imgsz)
-    if h <= 0 or w <= 0 or h % config.stride or w % config.stride:
-        raise InputError(f"--imgsz {h} {w}: height and width must be positive multiples of {config.stride}")
-    return dataclasses.replace(config, input_size=(h, w), focal=config.focal * h / config.input_size[0])
+    if h < MIN_INPUT_SIDE or w < MIN_INPUT_SIDE or h % config.stride or w % config.stride:
+        raise InputError(f"--imgsz {h} {w}: height and width must be multiples of {config.stride} and at least "
+                         f"{MIN_INPUT_SIDE} (the backbone downsamples by 32)")
+    trained = tuple(config.trained_size)
+    focal = config.focal * h / config.input_size[0]
+    if (h, w) == trained:
+        return dataclasses.replace(config, input_size=(h, w), focal=focal, trained_input_size=None)
+    th, tw = trained
+    if not force:
+        raise InputError(f"--imgsz {h} {w}: the model was trained at {th}x{tw}; at another size it sees objects at "
+                         f"another scale and its accuracy is unknown; drop --imgsz, or add --force-imgsz to export anyway")
+    if log is not None:
+        log(f"warning: exporting at {h}x{w}, but the model was trained at {th}x{tw} (--force-imgsz): objects appear "
+            f"at {h / th:.2f}x the trained scale unless the input is framed for it; accuracy at this size is not verified")
+    return dataclasses.replace(config, input_size=(h, w), focal=focal, trained_input_size=trained)
 
 
 def _engines(res: ExportResult, out: Path, stem: str, engine: bool | None, batch: int, workspace: float,
@@ -186,6 +233,16 @@ def _kind(src: Path) -> str:
     return "novum checkpoint" if checkpoint_kind(src) == "native" else "upstream NOVUM checkpoint"
 
 
+def _missing_dirs(out: Path) -> list[Path]:
+    """The folders of ``out`` (itself and parents) that do not exist yet, deepest first."""
+    missing = []
+    p = out.absolute()
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -196,9 +253,9 @@ def _check_writable(out: Path) -> None:
 
 
 def _rebuild_command(src: Path, out: Path, fp16: bool, int8: bool, batch: int, size, features: bool,
-                     name: str | None) -> str:
+                     name: str | None, forced_size: bool = False) -> str:
     args = ["novum-export", "--checkpoint", str(src), "--output-dir", str(out), "--batch", str(batch),
-            "--imgsz", str(size[0]), str(size[1])]
+            "--imgsz", str(size[0]), str(size[1])] + (["--force-imgsz"] if forced_size else [])
     args += ["--fp16"] if fp16 else []
     args += ["--int8"] if int8 else []
     args += ["--features"] if features else []

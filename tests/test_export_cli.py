@@ -1,7 +1,9 @@
 """novum-export CLI: native checkpoints, external-data ONNX files, bad input -> one-line errors."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 
 import numpy as np
 import onnx
@@ -40,18 +42,49 @@ def test_native_checkpoint_export_without_tensorrt(native_ckpt, small_model, tmp
     if importlib.util.find_spec("tensorrt") is None:
         assert "no TensorRT engine built: TensorRT is not installed" in text
     meta = read_metadata(out / "demo.onnx")
-    assert meta["config"] == small_model.config and meta["max_batch"] == 2
+    assert dataclasses.replace(meta["config"], framing=None) == small_model.config and meta["max_batch"] == 2
     assert meta["outputs"][-1] == "features"
+    framing = meta["config"].framing                           # measured on the generator: the checkpoint lacks it
+    assert 0.2 < framing["object_fill"] < 1.0 and framing["source"].startswith("synthetic generator")
+    assert json.loads(meta["framing"]) == framing and json.loads(meta["trained_input_size"]) == [128, 160]
 
 
 def test_imgsz_changes_the_graph_and_focal(native_ckpt, small_model, tmp_path, capsys):
-    rc = main(["--checkpoint", str(native_ckpt), "--output-dir", str(tmp_path), "--imgsz", "64", "96", "--no-engine"])
+    rc = main(["--checkpoint", str(native_ckpt), "--output-dir", str(tmp_path), "--imgsz", "64", "96", "--no-engine",
+               "--force-imgsz"])
     assert rc == 0
     meta = read_metadata(tmp_path / "small.onnx")
     assert meta["input_size"] == [64, 96]
     assert meta["config"].focal == pytest.approx(small_model.config.focal * 64 / 128)
     out = run_onnx(tmp_path / "small.onnx", structured_frames(2, 64, 96))
     assert out["vertex"].shape == (2, 8, 12)
+
+
+def test_imgsz_other_than_trained_is_refused_unless_forced(native_ckpt, tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["--checkpoint", str(native_ckpt), "--output-dir", str(out), "--imgsz", "256", "320"]) == 2
+    err = one_line_error(capsys)
+    assert "trained at 128x160" in err and "--force-imgsz" in err and not out.exists()
+    for size in (["8", "8"], ["24", "160"]):                     # too small for the backbone, even when forced
+        assert main(["--checkpoint", str(native_ckpt), "--output-dir", str(out), "--imgsz", *size,
+                     "--force-imgsz"]) == 2
+        assert "at least 32" in one_line_error(capsys) and not out.exists()
+    assert main(["--checkpoint", str(native_ckpt), "--output-dir", str(out), "--imgsz", "128", "160"]) == 0
+    capsys.readouterr()                                          # the trained size itself needs no flag
+    rc = main(["--checkpoint", str(native_ckpt), "--output-dir", str(out), "--imgsz", "64", "96", "--force-imgsz",
+               "--verify", "--verify-frames", "2", "--no-engine", "--name", "small64"])
+    text = capsys.readouterr()
+    assert rc == 0
+    assert "warning: exporting at 64x96, but the model was trained at 128x160" in text.out
+    assert "not verified" in text.err                            # --verify does not call it ok silently
+    meta = read_metadata(out / "small64.onnx")
+    assert json.loads(meta["trained_input_size"]) == [128, 160] and meta["input_size"] == [64, 96]
+    assert meta["config"].trained_input_size == (128, 160)
+    # re-exporting that file's config at its trained size needs no flag and clears the record
+    from novum.api import resized_config
+
+    back = resized_config(meta["config"], (128, 160))
+    assert back.trained_input_size is None and back.focal == pytest.approx(meta["config"].focal * 2)
 
 
 def test_external_data_files_are_handled(small_model, tmp_path):
@@ -67,7 +100,7 @@ def test_external_data_files_are_handled(small_model, tmp_path):
     copied = copy_onnx(ext, tmp_path / "sub" / "ext.onnx")
     assert sorted(p.name for p in copied.parent.iterdir()) == ["ext.onnx", "ext.onnx.data"]
     assert onnx_sha256(copied) == onnx_sha256(ext) != onnx_sha256(single)
-    assert read_metadata(copied)["config"] == small_model.config
+    assert dataclasses.replace(read_metadata(copied)["config"], framing=None) == small_model.config
     fr = structured_frames(2, 128, 160)
     a, b = run_onnx(single, fr), run_onnx(copied, fr)
     assert np.array_equal(a["scores"], b["scores"]) and np.array_equal(a["vertex"], b["vertex"])
@@ -78,10 +111,13 @@ def test_external_data_files_are_handled(small_model, tmp_path):
 
 
 def test_missing_checkpoint(tmp_path, capsys):
-    rc = main(["--checkpoint", str(tmp_path / "nope.pth"), "--output-dir", str(tmp_path / "o")])
+    rc = main(["--checkpoint", str(tmp_path / "nope.pth"), "--output-dir", str(tmp_path / "o" / "sub")])
     assert rc == 2
     assert "checkpoint not found" in one_line_error(capsys)
-    assert leftovers(tmp_path / "o") == []
+    assert not (tmp_path / "o").exists()                         # no empty output folders left behind
+    (tmp_path / "mine").mkdir()
+    assert main(["--checkpoint", str(tmp_path / "nope.pth"), "--output-dir", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine").is_dir()                          # a folder that was there stays
 
 
 def test_corrupt_checkpoint(tmp_path, capsys):
