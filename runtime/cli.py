@@ -7,6 +7,7 @@ Examples::
     novum-run --model model.onnx --source clip.mp4 --roi 100 80 320 240 --topk 5
     novum-run --server 127.0.0.1:8000 --source clip.mp4 --jsonl out.jsonl   # through a Triton server
     novum-run --model model.engine --source csi://0 --input-width 1920 --input-height 1080   # Jetson CSI camera
+    novum-run --source demo --smooth 0.8 --jsonl out.jsonl         # temporally smoothed labels
 
 A window opens by default where one can (a display, and an OpenCV with a GUI: the [desktop]
 extra); otherwise the run is headless and says so.
@@ -18,15 +19,17 @@ call one function of :mod:`novum.api`.
 """
 from __future__ import annotations
 
-import argparse
-import signal
 import sys
 
-from novum.cli_util import run_cli
-from novum.runtime.gstreamer import FLIP_METHODS, CaptureOptions
+# Nothing heavy is imported at module level: a Ctrl-C right after start lands in main(), which
+# handles it (no traceback), not in an import of this module.
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
+    import argparse
+
+    from novum.runtime.gstreamer import FLIP_METHODS
+
     p = argparse.ArgumentParser(prog="novum-run", description=__doc__.replace("``", "").replace("::", ":"),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model.engine/.plan (TensorRT), .onnx (ONNX Runtime) or .safetensors/.pth "
@@ -47,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | tensorrt (ONNX Runtime provider)")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0 = the runtime's default)")
     p.add_argument("--roi", type=float, nargs=4, metavar=("X", "Y", "W", "H"),
-                   help="object box in frame pixels (default: the centred crop at the model's aspect ratio)")
+                   help="the object's box in frame pixels (top-left x, y, width, height), framed as training framed "
+                        "objects (default: the centred crop at the model's aspect ratio)")
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--save", metavar="OUT.mp4", help="write the annotated video (.mp4 mp4v, .avi MJPG)")
     p.add_argument("--jsonl", metavar="OUT.jsonl", help="one JSON record per frame")
@@ -56,8 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-show", dest="show", action="store_false", help="no window")
     p.add_argument("--parts", action="store_true", help="colour pixels by the matched cuboid part (vertex output)")
     p.add_argument("--parts-alpha", type=float, default=0.5)
-    p.add_argument("--pose-every", type=int, default=0, metavar="N", help="estimate the pose every N frames (torch)")
+    p.add_argument("--pose-every", type=int, default=0, metavar="N",
+                   help="estimate the pose every N frames (torch); files: every pose is computed and drawn on its "
+                        "own frame (slower), live: the newest request wins")
     p.add_argument("--pose-model", help="native checkpoint for the pose refiner (default: --model if native)")
+    sm = p.add_mutually_exclusive_group()
+    sm.add_argument("--smooth", type=float, metavar="DECAY",
+                    help="smooth the vote shares over time: exponential moving average with this decay in (0, 1), "
+                         "e.g. 0.8; the overlay and JSONL show the smoothed and the raw label (off for images)")
+    sm.add_argument("--smooth-window", type=int, metavar="N",
+                    help="smooth the vote shares over time: moving average of the last N frames (off for images)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--every-frame", action="store_true", help="live sources: queue every frame instead of the newest")
     p.add_argument("--quiet", action="store_true")
@@ -65,29 +77,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        from novum.cli_util import run_cli
+    except KeyboardInterrupt:            # Ctrl-C before the handler is in place
+        print("interrupted", file=sys.stderr)
+        return 130
 
+    # everything runs under run_cli's Ctrl-C handling, argument parsing and the heavy imports included
     def body() -> int:
+        args = build_parser().parse_args(argv)
+        quiet_opencv()          # first: OpenCV reads its log level when imported (and a missing cv2 is named)
         from pathlib import Path
 
-        quiet_opencv()          # first: OpenCV reads its log level when imported (and a missing cv2 is named)
         from novum import api
         from novum.opencv import clash_warning
+        from novum.runtime.gstreamer import CaptureOptions
+        from novum.runtime.smoothing import Smoothing
 
         clash = clash_warning()
         if clash and not args.quiet:
             print(f"warning: {clash}", file=sys.stderr)
-        if threading_main():
-            signal.signal(signal.SIGTERM, _raise_interrupt)
+
+        smoothing = None
+        if args.smooth is not None or args.smooth_window is not None:
+            smoothing = Smoothing(decay=args.smooth, window=args.smooth_window)
         summary = api.run(args.source, args.model, backend=args.backend, device=args.device, threads=args.threads,
                           keep_all=args.every_frame, show=args.show, pose_model=args.pose_model, quiet=args.quiet,
                           topk=args.topk, roi=tuple(args.roi) if args.roi else None,
                           save=Path(args.save) if args.save else None, jsonl=Path(args.jsonl) if args.jsonl else None,
                           parts=args.parts, parts_alpha=args.parts_alpha, pose_every=args.pose_every,
-                          max_frames=args.max_frames, server=args.server,
+                          max_frames=args.max_frames, server=args.server, smoothing=smoothing,
                           capture=CaptureOptions(args.input_width, args.input_height, args.input_rate, args.input_flip))
-        outs = [str(p) for p in (summary.saved, summary.jsonl) if p is not None]
-        print(summary.line() + (f"; wrote {', '.join(outs)}" if outs else ""), file=sys.stderr)
+        written = [p for p in (summary.saved, summary.jsonl) if p is not None and p.is_file()]
+        print(summary.line() + (f"; wrote {', '.join(map(str, written))}" if written else ""), file=sys.stderr)
         if summary.interrupted:
             print("interrupted: outputs closed cleanly", file=sys.stderr)
             return 130
@@ -112,16 +134,6 @@ def quiet_opencv() -> None:
         pass
 
 
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 BENCH_DOC = """novum-bench: one table over every backend/precision available here.
 
 Rows: torch (the checkpoint), ONNX Runtime fp32 / fp16 / int8, TensorRT fp32 / fp16 (when TensorRT
@@ -138,19 +150,40 @@ vs torch.
 """
 
 
+def _defaults_formatter():
+    import argparse
+
+    class DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
+        """The description as written, and every option's default in its help (options without a
+        value say in their help what happens when they are left out)."""
+
+        def _get_help_string(self, action: argparse.Action) -> str:
+            text = action.help or ""
+            if action.default not in (None, argparse.SUPPRESS) and "%(default)" not in text and action.option_strings:
+                text += " (default: %(default)s)"
+            return text
+
+    return DefaultsFormatter
+
+
 def bench_main(argv: list[str] | None = None) -> int:
     """``novum-bench``: :func:`novum.api.bench`, then the table (and OUT.md, OUT.json)."""
-    p = argparse.ArgumentParser(prog="novum-bench", description=BENCH_DOC,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="native checkpoint (.safetensors / upstream .pth); default: the bundled demo model")
-    p.add_argument("--source", help="video for agreement and the pipeline run (default: the demo clip, else rendered frames)")
+    import argparse
+
+    from novum.cli_util import run_cli
+
+    p = argparse.ArgumentParser(prog="novum-bench", description=BENCH_DOC, formatter_class=_defaults_formatter())
+    p.add_argument("--model", help="native checkpoint (.safetensors / upstream .pth) (default: the bundled demo model)")
+    p.add_argument("--source", help="video for agreement and the pipeline run (default: the demo clip, else "
+                                    "rendered frames)")
     p.add_argument("--frames", type=int, default=32, help="frames for agreement and for the pipeline run")
     p.add_argument("--runs", type=int, default=50, help="timed single-frame inferences per backend")
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=5, help="untimed inferences before timing")
     p.add_argument("--rounds", type=int, default=3, help="model-only and pipeline runs alternate; best of this many each")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0 = each runtime's default)")
-    p.add_argument("--workdir", help="where the exported files go (default: a temporary folder)")
-    p.add_argument("--out", help="write OUT.md and OUT.json")
+    p.add_argument("--workdir", help="where the exported files go and stay (default: a temporary folder, removed "
+                                     "at the end)")
+    p.add_argument("--out", help="write OUT.md and OUT.json (default: print the table only)")
     args = p.parse_args(argv)
 
     def body() -> int:
@@ -170,7 +203,6 @@ def bench_main(argv: list[str] | None = None) -> int:
         return 0 if any(r.status == "ok" for r in rows) else 1
 
     return run_cli(body)
-
 
 
 if __name__ == "__main__":

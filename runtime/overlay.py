@@ -29,18 +29,23 @@ def text_block(img: np.ndarray, lines: list[tuple[str, float, tuple[int, int, in
 
 
 def draw(frame: np.ndarray, pred: Prediction, crop: Crop, fps: float | None, latency_ms: float | None,
-         model_view: np.ndarray | None = None, framer: Framer | None = None, show_box: bool = True) -> np.ndarray:
+         model_view: np.ndarray | None = None, framer: Framer | None = None, show_box: bool = True,
+         smoothed: Prediction | None = None) -> np.ndarray:
     """Annotate ``frame`` in place (and return it). ``model_view``: an input-sized image (part colours
-    or a wireframe drawn on the model input) pasted back over the crop area."""
+    or a wireframe drawn on the model input) pasted back over the crop area. ``smoothed``: the
+    temporally smoothed decision, shown as the headline with this frame's own label below it."""
     if model_view is not None and framer is not None:
         framer.paste(frame, model_view, crop)
     if show_box:
         x0, y0, x1, y1 = crop.rect()
         if (x0, y0, x1, y1) != (0, 0, frame.shape[1], frame.shape[0]):
             cv2.rectangle(frame, (x0, y0), (x1 - 1, y1 - 1), (200, 200, 200), 1, cv2.LINE_AA)
-    conf = pred.confidence
+    head = smoothed if smoothed is not None else pred
+    conf = head.confidence
     colour = (80, 220, 80) if conf >= 0.5 else (60, 200, 240) if conf >= 0.25 else (200, 200, 200)
-    lines = [(f"{pred.label}  {100 * conf:.0f}% of votes", 1.0, colour)]
+    lines = [(f"{head.label}  {100 * conf:.0f}% of votes" + (" (smoothed)" if smoothed is not None else ""), 1.0, colour)]
+    if smoothed is not None:
+        lines.append((f"this frame: {pred.label}  {100 * pred.confidence:.0f}%", 0.7, (210, 210, 210)))
     for t in pred.topk[1:]:
         lines.append((f"{t['label']}  {100 * t['share']:.0f}%", 0.7, (210, 210, 210)))
     stats = []

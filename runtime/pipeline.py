@@ -10,33 +10,38 @@ model); live sources drop stale frames in the source itself (only the newest is 
 model never builds up lag. Ctrl-C, 'q', a failing stage or a broken stream all end the run the
 same way: the threads stop, the video is finalised and renamed, the JSONL is fsynced.
 
-Ctrl-C (and SIGTERM, where a handler would raise KeyboardInterrupt in Python) ends the run between
-two frames, never inside one: every frame in the video has its JSONL line and the other way round
-(:meth:`Pipeline._interrupts_between_frames`). A signal the process ignores (``nohup``) stays ignored.
+Ctrl-C (and SIGTERM) is not an exception here: while :meth:`Pipeline.run` lasts, the signal calls
+:meth:`Pipeline.interrupt` (:func:`novum.cli_util.graceful_interrupt`), which sets a flag the
+output loop checks between frames: the run ends between two frames, never inside one, so every
+frame in the video has its JSONL line and the other way round; further Ctrl-Cs are ignored while
+the outputs close. A signal the process ignores (a background job, ``nohup``) stays ignored.
+
+Options on top of classification: poses (:mod:`novum.runtime.pose`: on files every requested pose
+is joined to its frame, on live sources the newest request wins) and temporal smoothing of the
+vote shares (:mod:`novum.runtime.smoothing`, off for image sources).
 """
 from __future__ import annotations
 
 import collections
-import contextlib
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from novum.cli_util import graceful_interrupt
 from novum.contracts.framing import Crop, Framer
 from novum.errors import NovumError
 from novum.runtime.backends.base import Backend
 from novum.runtime.overlay import draw
 from novum.runtime.parts import blend_parts
-from novum.runtime.pose import PoseWorker
-from novum.runtime.results import Prediction, predict
+from novum.runtime.pose import PoseWorker, pose_record
+from novum.runtime.results import Prediction, predict, vote_shares
 from novum.runtime.sinks import JsonlSink, VideoSink
+from novum.runtime.smoothing import Smoother, Smoothing, flicker
 from novum.runtime.sources import Frame, Source
 
 _END = object()
@@ -55,6 +60,7 @@ class RunOptions:
     pose_checkpoint: Path | None = None   # native checkpoint for the pose refiner
     max_frames: int | None = None
     queue_size: int = 2
+    smoothing: Smoothing | None = None    # temporal smoothing of the vote shares (not for image sources)
 
 
 @dataclass
@@ -67,6 +73,20 @@ class RunSummary:
     stream_error: str | None = None
     saved: Path | None = None
     jsonl: Path | None = None
+    live: bool = False
+    pose: Any = None                          # PoseStats when poses were asked for
+    labels: list[int] = field(default_factory=list)           # raw top-1 per frame
+    smoothed_labels: list[int] = field(default_factory=list)  # with smoothing on
+    smoothing: str | None = None              # what smoothing ran (or why it is off)
+
+    @property
+    def flicker(self) -> float:
+        """Raw label changes per 100 frames."""
+        return flicker(self.labels)
+
+    @property
+    def smoothed_flicker(self) -> float | None:
+        return flicker(self.smoothed_labels) if self.smoothed_labels else None
 
     @property
     def fps(self) -> float:
@@ -79,7 +99,14 @@ class RunSummary:
     def line(self) -> str:
         ms = f", model p50 {np.percentile(self.model_ms, 50):.1f} ms ({self.model_fps:.1f} FPS)" if self.model_ms else ""
         drop = f", {self.dropped} stale frames dropped" if self.dropped else ""
-        return f"{self.frames} frames in {self.seconds:.2f} s: {self.fps:.1f} FPS end to end{ms}{drop}"
+        out = f"{self.frames} frames in {self.seconds:.2f} s: {self.fps:.1f} FPS end to end{ms}{drop}"
+        if self.smoothing:
+            out += f"; smoothing: {self.smoothing}"
+            if self.smoothed_flicker is not None:
+                out += (f" (label changes per 100 frames: raw {self.flicker:.1f}, "
+                        f"smoothed {self.smoothed_flicker:.1f})")
+        pose = self.pose.line(self.live) if self.pose is not None else ""
+        return out + (f"; {pose}" if pose else "")
 
 
 @dataclass
@@ -96,10 +123,14 @@ class Pipeline:
     def __init__(self, backend: Backend, source: Source, opts: RunOptions | None = None) -> None:
         self.backend, self.source = backend, source
         self.opts = opts or RunOptions()
-        self.framer = Framer(backend.input_size, self.opts.roi)
+        self.framing_note: str | None = None
+        framing = None
+        if self.opts.roi is not None:
+            framing, self.framing_note = roi_framing(backend.metadata)
+        self.framer = Framer(backend.input_size, self.opts.roi, framing)
         self.classes = backend.classes
         self.stop = threading.Event()
-        self.interrupted = threading.Event()    # Ctrl-C / SIGTERM asked for the end of the run
+        self.interrupted = threading.Event()
         self.errors: list[BaseException] = []
         # live sources keep one frame in flight (the newest); files a couple, so decoding runs ahead
         self.q_in: queue.Queue = queue.Queue(1 if source.live else self.opts.queue_size)
@@ -114,10 +145,23 @@ class Pipeline:
             if "features" not in backend.output_names:
                 raise NovumError(f"{backend.path.name}: pose needs the 'features' output; export the model with "
                                  f"novum-export --features")
-            self.pose = PoseWorker(self.opts.pose_checkpoint, backend.metadata)
+            self.pose = PoseWorker(self.opts.pose_checkpoint, backend.metadata, live=source.live)
+        self.smoother: Smoother | None = None
+        self.smoothing_note: str | None = None
+        if self.opts.smoothing is not None:
+            if getattr(source, "stills", False):
+                self.smoothing_note = "off (image sources are unrelated pictures)"
+            else:
+                self.smoother = Smoother(self.opts.smoothing)
+                self.smoothing_note = self.opts.smoothing.describe()
         self.paused = False
         self.quit = False
         self.window_open = False
+
+    def interrupt(self) -> None:
+        """Ctrl-C (from a signal handler): end the run at the next frame boundary, outputs closed."""
+        self.interrupted.set()
+        self.stop.set()
 
     # -- stages ----------------------------------------------------------------------------
     def _put(self, q: queue.Queue, item: Any) -> bool:
@@ -169,7 +213,12 @@ class Pipeline:
         try:
             self.backend.activate()
             while True:
-                item = self.q_in.get()
+                try:
+                    item = self.q_in.get(timeout=0.1)
+                except queue.Empty:
+                    if self.stop.is_set():
+                        break
+                    continue
                 if item is _END:
                     break
                 t0 = time.perf_counter()
@@ -187,23 +236,25 @@ class Pipeline:
     # -- output (calling thread) -----------------------------------------------------------
     def run(self) -> RunSummary:
         o = self.opts
-        summary = RunSummary(saved=o.save, jsonl=o.jsonl)
+        summary = RunSummary(saved=o.save, jsonl=o.jsonl, live=self.source.live, smoothing=self.smoothing_note)
         video = VideoSink(o.save, self.source.fps) if o.save else None
         log = JsonlSink(o.jsonl) if o.jsonl else None
-        threads = [threading.Thread(target=self._capture, name="novum-capture", daemon=True),
-                   threading.Thread(target=self._infer, name="novum-infer", daemon=True)]
+        capture = threading.Thread(target=self._capture, name="novum-capture", daemon=True)
+        infer = threading.Thread(target=self._infer, name="novum-infer", daemon=True)
         self._t_start: float | None = None
         try:
-            with self._interrupts_between_frames():
-                for t in threads:
-                    t.start()
+            # Ctrl-C / SIGTERM end the run between two frames, never inside one (between a frame's
+            # video write and its JSONL line it left a video one frame longer than the log)
+            with graceful_interrupt(self.interrupt):
+                capture.start()
+                infer.start()
                 self._output_loop(summary, video, log)
         except KeyboardInterrupt:   # where the signal could not be deferred (run() off the main thread)
-            summary.interrupted = True
+            self.interrupted.set()
         finally:
             self.stop.set()
-            for t in threads:
-                t.join(timeout=5.0)
+            capture.join(timeout=5.0)          # may wait on a stalled live source: Python code, harmless
+            infer.join()                       # must end: it may be inside the runtime's native code
             if self._t_start is not None:
                 summary.seconds = time.perf_counter() - self._t_start
             if video:
@@ -212,11 +263,12 @@ class Pipeline:
                 log.close()
             if self.pose:
                 self.pose.close()
+                summary.pose = self.pose.stats
             if self.window_open:
                 from novum.runtime.display import close_window
 
                 close_window()
-        summary.interrupted = summary.interrupted or self.interrupted.is_set()
+        summary.interrupted = self.interrupted.is_set()
         summary.dropped = self.source.dropped
         if self.errors and not isinstance(self.errors[0], KeyboardInterrupt):
             raise self.errors[0]
@@ -233,7 +285,7 @@ class Pipeline:
                 item = self.q_out.get(timeout=0.1)
             except queue.Empty:
                 continue
-            if item is _END:
+            if item is _END or self.interrupted.is_set():
                 break
             now = time.perf_counter()
             if self._t_start is None:
@@ -241,68 +293,83 @@ class Pipeline:
             recent.append(now)
             fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
             pred = predict(item.outputs, 0, self.classes, o.topk)
-            annotated = self._annotate(item, pred, fps) if (video or o.show) else None
-            record = self._record(item, pred, now) if log else None
+            smoothed = self._smooth(pred)
+            decided = smoothed if smoothed is not None else pred     # the label shown (and posed)
+            pose_rec = self._pose_step(item, decided, summary.frames) if self.pose is not None else None
+            if self.interrupted.is_set():
+                break                                                # Ctrl-C while waiting for a pose
+            annotated = self._annotate(item, pred, smoothed, fps) if (video or o.show) else None
+            record = self._record(item, pred, smoothed, pose_rec, now) if log else None
             if video:
                 video.write(annotated)
             if log:
                 log.write(record)
             summary.frames += 1
             summary.model_ms.append(item.model_ms)
+            summary.labels.append(pred.index)
+            if smoothed is not None:
+                summary.smoothed_labels.append(smoothed.index)
             if o.show:
                 self._show(annotated)
             if self.quit:
                 break
 
-    @contextlib.contextmanager
-    def _interrupts_between_frames(self) -> Iterator[None]:
-        """While the run lasts, SIGINT / SIGTERM set :attr:`interrupted` instead of raising
-        KeyboardInterrupt wherever the main thread is (between a frame's video write and its JSONL
-        line, it left a video one frame longer than the log). Only signals whose handler is Python
-        code are taken over, and only on the main thread; ignored or default ones stay as they are."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    def _smooth(self, pred: Prediction) -> Prediction | None:
+        """The smoothed decision (label, index, confidence = smoothed share), or None when off."""
+        if self.smoother is None:
+            return None
+        shares = self.smoother.update(vote_shares(pred.scores))
+        best = int(np.argmax(shares))
+        return Prediction(self.classes[best], best, float(shares[best]), [], pred.coverage, pred.scores)
 
-        def request_end(signum, frame) -> None:
-            self.interrupted.set()
-            self.stop.set()
-
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if callable(signal.getsignal(sig)):
-                previous[sig] = signal.signal(sig, request_end)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _annotate(self, item: _Item, pred: Prediction, fps: float | None) -> np.ndarray:
+    def _annotate(self, item: _Item, pred: Prediction, smoothed: Prediction | None, fps: float | None) -> np.ndarray:
         frame = item.frame.image   # a fresh array per frame: annotate in place
         view = None
         if self.blend_parts is not None:
             view = self.blend_parts(item.image.copy(), item.outputs["vertex"][0], self.backend.metadata, self.opts.parts_alpha)
-        if self.pose is not None:
-            self._pose_step(item, pred)
-            view = self.pose.draw(view if view is not None else item.image.copy(), pred.index)
-        return draw(frame, pred, item.crop, fps, item.model_ms, view, self.framer)
+        if self.pose is not None and self.pose.shown is not None:
+            view = self.pose.draw(view if view is not None else item.image.copy())
+        return draw(frame, pred, item.crop, fps, item.model_ms, view, self.framer, smoothed=smoothed)
 
-    def _pose_step(self, item: _Item, pred: Prediction) -> None:
+    def _pose_step(self, item: _Item, decided: Prediction, n: int) -> dict[str, Any] | None:
+        """Ask for a pose when due; returns the pose record to log with this frame, if any.
+
+        Files: the pose of this frame, computed now (the output waits). Live: the newest request
+        is queued; a pose that finished since the last frame is logged here with its own frame index.
+        """
+        pose = self.pose
         every = self.opts.pose_every
-        if every and item.frame.index % every == 0 or self.pose.requested:
-            self.pose.submit(item.outputs["features"][0], pred.index, item.frame.index)
+        due = bool(every) and n % every == 0 or pose.requested
+        rec = None
+        if due and not self.source.live:
+            job = pose.compute(item.outputs["features"][0], decided.index, item.frame.index, self.interrupted)
+            if job is not None and job.result is not None:
+                pose.accept(job)
+                rec = pose_record(job.result, job.frame, job.label, self.classes)
+        elif due:
+            pose.submit(item.outputs["features"][0], decided.index, item.frame.index)
+        if self.source.live:
+            for job in pose.take_finished():
+                if job.result is not None:
+                    pose.accept(job)
+                    rec = pose_record(job.result, job.frame, job.label, self.classes)
+        pose.follow(decided.index)   # a pose is drawn only while the label is its class
+        return rec
 
-    def _record(self, item: _Item, pred: Prediction, now: float) -> dict[str, Any]:
+    def _record(self, item: _Item, pred: Prediction, smoothed: Prediction | None, pose: dict[str, Any] | None,
+                now: float) -> dict[str, Any]:
         f = item.frame
         rec: dict[str, Any] = {"frame": f.index, "timestamp": None if f.timestamp is None else round(f.timestamp, 6)}
         if f.name:
             rec["name"] = f.name
         rec.update(pred.record())
+        if smoothed is not None:
+            rec["smoothed"] = {"label": smoothed.label, "class_index": smoothed.index,
+                               "confidence": round(smoothed.confidence, 6), **self.opts.smoothing.record()}
         rec["latency_ms"] = {"model": round(item.model_ms, 3), "pipeline": round((now - item.t_capture) * 1000, 3)}
         rec["crop"] = [round(v, 2) for v in (item.crop.x0, item.crop.y0, item.crop.w, item.crop.h)]
-        if self.pose is not None and self.pose.fresh():
-            rec["pose"] = self.pose.record()
+        if pose is not None:
+            rec["pose"] = pose
         return rec
 
     def _show(self, frame: np.ndarray) -> None:
@@ -336,8 +403,23 @@ class Pipeline:
                 print("pose: this model has no 'features' output (export with --features)", flush=True)
                 return
             try:
-                self.pose = PoseWorker(self.opts.pose_checkpoint, self.backend.metadata)
+                self.pose = PoseWorker(self.opts.pose_checkpoint, self.backend.metadata, live=self.source.live)
             except NovumError as e:
                 print(f"pose: {e}", flush=True)
                 return
         self.pose.requested = True
+
+
+def roi_framing(metadata: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """How the model's training framed objects (for --roi), and a note saying where that came from:
+    the model's own record, or (older files) measured now on the synthetic generator's scenes."""
+    rec = metadata.get("framing")
+    if rec:
+        return rec, f"--roi framed as in training: object fills {100 * rec['object_fill']:.0f}% of the crop ({rec.get('source', 'recorded')})"
+    from novum.config import ModelConfig
+    from novum.data.framing import generator_framing
+
+    rec = generator_framing(ModelConfig.from_dict(metadata))
+    return rec, (f"--roi framed as in training: object fills {100 * rec['object_fill']:.0f}% of the crop (the model "
+                 f"records no framing; measured on the {rec['source']}; re-export to record it)")
+

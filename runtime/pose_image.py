@@ -38,11 +38,10 @@ class ImagePose:
     overlay: Path | None
 
     def to_dict(self) -> dict:
-        p = self.pose
+        from novum.pose.angles import pose_degrees
+
         return {"class": self.class_name, "class_index": self.class_index, "predicted": self.predicted,
-                "azimuth_deg": math.degrees(p.azimuth), "elevation_deg": math.degrees(p.elevation),
-                "theta_deg": math.degrees(p.theta), "distance": p.distance, "loss": p.loss,
-                "seconds": p.seconds, "overlay": str(self.overlay) if self.overlay else None}
+                **pose_degrees(self.pose), "overlay": str(self.overlay) if self.overlay else None}
 
 
 def _read_image(path: str | Path) -> np.ndarray:
@@ -63,11 +62,18 @@ class _Model:
 
         self.backend = None
         if model_path.suffix.lower() in EXPORT_SUFFIXES:
+            if not model_path.is_file():
+                raise InputError(f"{model_path}: model not found")
+            self.backend = load(model_path)   # first: a broken file is reported as broken, whatever else is missing
             if checkpoint is None:
+                self.backend.close()
                 raise InputError(f"{model_path.name}: an exported model holds no class meshes; pass --checkpoint "
                                  f"model.safetensors (the checkpoint it was exported from)")
-            self.torch_model = load_model(checkpoint)
-            self.backend = load(model_path)
+            try:
+                self.torch_model = load_model(checkpoint)
+            except BaseException:
+                self.backend.close()
+                raise
             if "features" not in self.backend.output_names:
                 self.backend.close()
                 raise InputError(f"{model_path.name}: the export has no 'features' output; re-export with "

@@ -76,7 +76,11 @@ def run(source: str, model: str | Path | None, *, device: str = "auto", threads:
                 print(headless_note(ro), file=sys.stderr)
             print(f"{be.describe()}\nsource: {src.description}" + (" (live: newest frame only)" if src.live else ""),
                   file=sys.stderr, flush=True)
-        summary = pipe.run()
+            if pipe.framing_note:
+                print(pipe.framing_note, file=sys.stderr, flush=True)
+            if pipe.smoothing_note:
+                print(f"smoothing: {pipe.smoothing_note}", file=sys.stderr, flush=True)
+        summary = pipe.run()   # Ctrl-C ends it between two frames, outputs closed (Pipeline.run)
     finally:
         src.close()
         be.close()

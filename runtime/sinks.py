@@ -4,7 +4,9 @@
   the target when closed, also after Ctrl-C or a broken source (the container is finalised by
   ``release()`` first), so the target is never a half-written file.
 - :class:`JsonlSink` writes one complete line per frame and flushes it at once; ``close()``
-  fsyncs. After Ctrl-C every line already in the file is a complete JSON record.
+  fsyncs. After Ctrl-C every line already in the file is a complete JSON record. The file is
+  opened at the first record: a run that fails before any frame leaves no empty file behind (and
+  an earlier file of that name untouched).
 """
 from __future__ import annotations
 
@@ -63,16 +65,21 @@ class JsonlSink:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise InputError(f"{self.path.parent}: output folder does not exist")
-        self.f = open(self.path, "w", encoding="utf-8")
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: is a folder; pass a file name for --jsonl")
+        self.f = None
         self.records = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        self.f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        if self.f is None:
+            self.f = open(self.path, "w", encoding="utf-8")
+        self.f.write(line)
         self.f.flush()
         self.records += 1
 
     def close(self) -> None:
-        if self.f.closed:
+        if self.f is None or self.f.closed:
             return
         self.f.flush()
         os.fsync(self.f.fileno())

@@ -46,9 +46,11 @@ class Frame:
 
 
 class Source:
-    """Iterable of :class:`Frame`. ``live``: drops stale frames. ``error``: why it ended early."""
+    """Iterable of :class:`Frame`. ``live``: drops stale frames. ``stills``: unrelated pictures, not a
+    video (no temporal smoothing). ``error``: why it ended early."""
 
     live = False
+    stills = False
 
     def __init__(self, description: str) -> None:
         self.description = description
@@ -117,6 +119,8 @@ class VideoFileSource(Source):
 
 class ImageSource(Source):
     """A list of image files (one file, a folder, or a glob)."""
+
+    stills = True
 
     def __init__(self, paths: list[Path], description: str) -> None:
         super().__init__(description)

@@ -64,3 +64,32 @@ def test_errors_are_one_line(files, capsys):
     assert "no 'features' output" in capsys.readouterr().err
     assert main([str(d / "car.png"), "--model", str(plain)]) == 2
     assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_truncated_onnx_is_reported_as_broken(files, small_model, tmp_path, capsys):
+    from novum.export.onnx import export_onnx
+
+    d, ck = files
+    full = export_onnx(small_model, tmp_path / "m.onnx", features=True).read_bytes()
+    trunc = tmp_path / "trunc.onnx"
+    trunc.write_bytes(full[: len(full) // 2])
+    for extra in ([], ["--checkpoint", str(ck)]):                # with or without the checkpoint it names the file
+        assert main([str(d / "car.png"), "--model", str(trunc), "--out", str(tmp_path / "o.png"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and "trunc.onnx: the file is broken" in err, err
+        assert "class meshes" not in err and not (tmp_path / "o.png").exists()
+
+
+def test_json_and_runtime_jsonl_share_the_angle_convention(files, capsys):
+    from novum.pose.refine import PoseResult
+    from novum.runtime.pose import pose_record
+
+    d, ck = files
+    assert main([str(d / "car.png"), "--model", str(ck), "--out", str(d / "j.png"), "--iterations", "2", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    rec = pose_record(PoseResult(label=5, azimuth=1.0, elevation=0.5, theta=-0.1, distance=5.0, loss=0.2, seconds=0.1),
+                      frame=3, label=5)
+    angles = {"azimuth_deg", "elevation_deg", "theta_deg", "distance"}
+    assert angles <= set(cli) and angles <= set(rec)
+    assert not {"azimuth", "elevation", "theta"} & (set(cli) | set(rec))
+    assert rec["azimuth_deg"] == pytest.approx(57.29578, rel=1e-6)

@@ -23,8 +23,8 @@ from novum.runtime.run import StreamError
 from novum.runtime.sources import open_source
 
 
-def framed(video: Path, input_size, roi=None) -> np.ndarray:
-    framer = Framer(input_size, roi)
+def framed(video: Path, input_size, roi=None, framing=None) -> np.ndarray:
+    framer = Framer(input_size, roi, framing)
     with open_source(video) as src:
         return np.stack([framer(f.image)[0] for f in src])
 
@@ -66,17 +66,20 @@ def test_onnxruntime_end_to_end_jsonl_equals_model_outputs(video, tmp_path):
 
 
 def test_torch_end_to_end_with_roi(video, tmp_path):
-    roi = (40, 30, 120, 90)
+    from novum.runtime.pipeline import roi_framing
+
+    roi = (60, 50, 60, 45)
     s = run(str(video), small_native(), backend="torch", show=False, quiet=True, topk=5, roi=roi,
             jsonl=tmp_path / "out.jsonl")
     assert s.frames == 8
     with load(small_native(), device="cpu") as b:
-        ref = b.infer(framed(video, b.input_size, roi))
+        framing, _ = roi_framing(b.metadata)      # the checkpoint records none: measured on the generator
+        ref = b.infer(framed(video, b.input_size, roi, framing))
         classes = b.classes
     recs = records(tmp_path / "out.jsonl")
     check_records(recs, ref, classes, 5, atol=1e-6)
-    # the roi widened to the model's aspect (160:128): 120 x 96, centred on the roi's centre (100, 75)
-    assert all(r["crop"] == [40.0, 27.0, 120.0, 96.0] for r in recs)
+    x, y, w, h = recs[0]["crop"]                  # the box's dominant side fills object_fill of the crop
+    assert max(45 / h, 60 / w) == pytest.approx(framing["object_fill"], abs=0.01)
 
 
 def test_native_checkpoint_is_exported_once_and_run_on_onnxruntime(video, tmp_path, monkeypatch):
@@ -145,6 +148,23 @@ def test_bad_input_one_line_errors(tmp_path, capsys, video):
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         assert "--show: DISPLAY and WAYLAND_DISPLAY are unset" in err(["--model", onnx, "--source", str(video)],
                                                                        show="--show")
+
+
+def test_a_run_that_fails_before_any_frame_writes_no_jsonl(tmp_path, capsys, video):
+    bad = tmp_path / "imgs"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (tmp_path / "keep.jsonl").write_text('{"frame": 0}\n')
+    for argv, why in ((["--source", str(bad), "--jsonl", str(tmp_path / "o.jsonl")], "cannot decode"),
+                      (["--source", str(video), "--roi", "900", "900", "10", "10", "--jsonl", str(tmp_path / "o.jsonl"),
+                        "--save", str(tmp_path / "o.mp4")], "outside"),
+                      (["--source", str(video), "--roi", "900", "900", "10", "10", "--jsonl",
+                        str(tmp_path / "keep.jsonl")], "outside")):
+        rc = main(["--model", str(small_onnx())] + argv + ["--no-show", "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and why in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "keep.jsonl"]       # no 0-byte JSONL, no video
+    assert (tmp_path / "keep.jsonl").read_text() == '{"frame": 0}\n'                # an older file is untouched
 
 
 def test_broken_stream_keeps_outputs_valid(tmp_path, capsys):
@@ -243,7 +263,8 @@ def test_pose_every_n_frames_is_logged_and_drawn(video, tmp_path, monkeypatch):
     assert s.frames == 8 and calls and all(shape == (64, 16, 20) for shape, _ in calls)
     recs = records(tmp_path / "o.jsonl")
     poses = [r["pose"] for r in recs if "pose" in r]
-    assert poses and all(p["azimuth"] == 0.5 and p["frame"] % 2 == 0 for p in poses)
+    assert [p["frame"] for p in poses] == [0, 2, 4, 6]
+    assert all(p["azimuth_deg"] == pytest.approx(np.degrees(0.5)) for p in poses)
     plain = tmp_path / "plain.mp4"
     run(str(video), small_onnx(), show=False, quiet=True, save=plain)
     drawn = [np.abs(a.astype(int) - b.astype(int)).sum(-1).max() > 100
