@@ -356,21 +356,35 @@ def bench(model: str | Path | None = None, source: str | None = None, *, frames:
           warmup: int = 5, rounds: int = 3, threads: int = 0, workdir: str | Path | None = None,
           log: Callable[[str], None] = print) -> tuple[list[measuring.Row], dict[str, Any]]:
     """Export ``model`` (default: the demo model) to every precision, build TensorRT engines where
-    possible, and measure each (:func:`novum.runtime.bench.measure`); returns the rows and run info."""
-    torch = require("torch", "novum-bench (it exports the checkpoint and measures torch too)")
+    possible, and measure each (:func:`novum.runtime.bench.measure`); returns the rows and run info.
+
+    ``workdir=None``: the files go to a temporary folder, removed however the run ends."""
+    require("torch", "novum-bench (it exports the checkpoint and measures torch too)")
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="novum-bench-") as tmp:
+            rows, info = _bench(model, source, frames, runs, warmup, rounds, threads, Path(tmp), log, temporary=True)
+        for r in rows:      # the files are gone with their folder
+            r.file = ""
+        return rows, info
+    return _bench(model, source, frames, runs, warmup, rounds, threads, Path(workdir), log, temporary=False)
+
+
+def _bench(model, source, frames: int, runs: int, warmup: int, rounds: int, threads: int, work: Path,
+           log: Callable[[str], None], temporary: bool) -> tuple[list[measuring.Row], dict[str, Any]]:
+    import torch
+
     from novum.checkpoint import load_model
     from novum.export.onnx import export_onnx
 
     if threads:
         torch.set_num_threads(threads)
     ckpt = Path(model) if model else demo_model_path()
-    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="novum-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     net = load_model(ckpt)
     cfg = net.config
     imgs, video, what = _bench_frames(source, cfg.input_size, frames, work)
     log(f"model {ckpt.name} ({cfg.backbone.arch}, {cfg.num_classes} classes, {cfg.input_size[0]}x{cfg.input_size[1]}); "
-        f"frames: {what}; work dir {work}")
+        f"frames: {what}; work dir {work}" + (" (temporary, removed at the end)" if temporary else ""))
 
     files: dict[tuple[str, str], Path | str] = {("torch", "fp32"): ckpt}
     onnx32 = work / f"{ckpt.stem}.onnx"

@@ -98,9 +98,9 @@ def _render_split(args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def synthetic_splits(model_cfg: ModelConfig, names=SPLITS, per_class: int = 50, seed: int = 0, severity: int = 3,
-                     cache_dir: str | Path | None = None, workers: int = 1) -> dict[str, EvalSplit]:
+                     cache_dir: str | Path | None = None, workers: int = 1, progress: bool = False) -> dict[str, EvalSplit]:
     """The held-out synthetic ``test`` scenes of every split (same scenes, per-split occluders/corruptions)."""
-    from novum.training.datasets import synthetic_key
+    from novum.training.datasets import bar_step, render_bar, synthetic_key
 
     out = {}
     n = per_class * model_cfg.num_classes
@@ -112,12 +112,17 @@ def synthetic_splits(model_cfg: ModelConfig, names=SPLITS, per_class: int = 50, 
             continue
         bounds = np.linspace(0, n, min(n, max(1, workers) * 4) + 1).astype(int)
         jobs = [(model_cfg.to_dict(), kw, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        if workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
-            with ProcessPoolExecutor(workers) as ex:
-                parts = list(ex.map(_render_split, jobs))
-        else:
-            parts = [_render_split(j) for j in jobs]
+        bar = render_bar(n, f"render {name} split", progress)
+        try:
+            if workers > 1:
+                from concurrent.futures import ProcessPoolExecutor
+                with ProcessPoolExecutor(workers) as ex:
+                    parts = [bar_step(bar, p, j[3] - j[2]) for j, p in zip(jobs, ex.map(_render_split, jobs))]
+            else:
+                parts = [bar_step(bar, _render_split(j), j[3] - j[2]) for j in jobs]
+        finally:
+            if bar is not None:
+                bar.close()
         split = EvalSplit(name, *(np.concatenate([p[i] for p in parts]) for i in range(3)))
         if path is not None:
             split.save(path)
@@ -239,7 +244,7 @@ def run(models: list[str], baselines: list[str], per_class: int = 50, seed: int 
             if tuple(p.config.classes) != tuple(ref.classes) or tuple(p.config.input_size) != tuple(ref.input_size):
                 raise InputError(f"{p.path}: classes/input size differ from {preds[0].path}; compare models trained "
                                  f"for the same classes and input size")
-        data = synthetic_splits(ref, splits, per_class, seed, severity, cache_dir, workers)
+        data = synthetic_splits(ref, splits, per_class, seed, severity, cache_dir, workers, progress)
         rep = evaluate(preds, data, progress=progress)
         rep.protocol = {"data": "synthetic test split", "per_class": per_class, "seed": seed, "severity": severity,
                         "boxes": use_boxes, "classes": list(ref.classes), "input_size": list(ref.input_size)}
@@ -257,6 +262,13 @@ def run(models: list[str], baselines: list[str], per_class: int = 50, seed: int 
     return rep
 
 
+def default_cache() -> str:
+    """Rendered evaluation splits live in the user's novum cache folder, never in the current folder."""
+    from novum.contracts.cache import cache_dir
+
+    return str(cache_dir() / "eval")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="novum-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", default=[],
@@ -266,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic test scenes")
     p.add_argument("--severity", type=int, default=3, help="corruption severity 1..5 (default 3)")
     p.add_argument("--splits", default=",".join(SPLITS), help=f"comma-separated subset of {','.join(SPLITS)}")
-    p.add_argument("--cache", default="runs/cache", help="where rendered splits are cached ('' = no cache)")
+    p.add_argument("--cache", help="where rendered splits are cached ('' = no cache; default: the novum cache "
+                                   "folder's eval/, $NOVUM_CACHE or ~/.cache/novum)")
     p.add_argument("--boxes", action="store_true", help="NOVUM votes only inside the ground-truth box (upstream protocol)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -283,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         require("torch", "novum-eval (the test data and the baseline)")
         models = list(args.model)
-        if not models and not args.baseline:
+        if not models:   # --model defaults to the demo model, also next to --baseline
             from novum.bundled import demo_model_path
             models = [str(demo_model_path())]
         splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
@@ -291,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             split_options(s, args.severity)
         if args.per_class < 1:
             raise InputError("--per-class must be >= 1")
-        run(models, list(args.baseline), args.per_class, args.seed, args.severity, splits, args.cache or None,
+        cache = default_cache() if args.cache is None else (args.cache or None)
+        run(models, list(args.baseline), args.per_class, args.seed, args.severity, splits, cache,
             args.boxes, args.device, args.threads, args.workers, args.json, args.markdown, not args.no_progress)
         return 0
 

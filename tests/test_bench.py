@@ -31,3 +31,36 @@ def test_bench_table_and_files(tmp_path, capsys, monkeypatch):
     md = (tmp_path / "bench.md").read_text()
     assert "| onnxruntime | fp16 | ok |" in md and "pipeline / model-only FPS" in md and "ONNX Runtime fp32 vs torch" in md
     assert "| torch | fp32 | ok |" in out
+
+
+def test_bench_removes_its_temporary_folder(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    import novum.api as api
+
+    tmp_root = tmp_path / "tmp"
+    tmp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_root))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(api, "quantize_int8", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("skipped in this test")))
+    rc = main(["--model", str(small_native()), "--frames", "2", "--runs", "2", "--warmup", "1", "--rounds", "1",
+               "--threads", "1"])
+    assert rc == 0 and "| onnxruntime | fp32 | ok |" in capsys.readouterr().out
+    assert list(tmp_root.iterdir()) == []                      # the exported files went with their folder
+    monkeypatch.setattr(api, "_bench_frames", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    try:
+        main(["--model", str(small_native()), "--frames", "2"])
+    except RuntimeError:
+        pass
+    assert list(tmp_root.iterdir()) == []                      # also when the run fails
+
+
+def test_bench_help_shows_the_defaults(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("(default: 32)", "(default: 50)", "(default: 3)", "(default: the bundled demo model)",
+                 "(default: a temporary folder, removed at the end)"):
+        assert text in out, text

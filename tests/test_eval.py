@@ -96,3 +96,23 @@ def test_cli_errors_are_one_line(tiny_models, tmp_path, capsys):
     assert main(["--baseline", str(novum), "--per-class", "1", "--splits", "clean", "--cache", "", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(e.startswith("error: ") for e in err)
+
+
+def test_cache_goes_to_the_novum_cache_not_the_current_folder(tiny_models, tmp_path, monkeypatch, capsys):
+    novum, _ = tiny_models
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("NOVUM_CACHE", str(tmp_path / "nc"))
+    assert main(["--model", str(novum), "--per-class", "1", "--splits", "clean", "--no-progress"]) == 0
+    assert list(work.iterdir()) == []                               # no runs/cache here
+    assert list((tmp_path / "nc" / "eval").glob("eval_clean_*.npz"))
+
+
+def test_baseline_alone_is_compared_with_the_demo_model(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    baseline = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_baseline.safetensors"
+    monkeypatch.setenv("NOVUM_CACHE", str(tmp_path / "nc"))
+    assert main(["--baseline", str(baseline), "--per-class", "1", "--splits", "clean", "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "| split | images | NOVUM | baseline |"
