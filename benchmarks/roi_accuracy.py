@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             inputs: dict[str, list[np.ndarray]] = {"whole frame": [], "tight box": [], "--roi (training framing)": []}
             labels = []
             for i in range(len(ds)):
-                m = 0.5 / scale + 0.05     # keep the object inside the frame
+                m = min(0.5, 0.38 / scale + 0.02)     # keep (most of) the object inside the frame
                 centre = (fw * rng.uniform(m, 1 - m), fh * rng.uniform(m, 1 - m))
                 img, box, label = placed_scene(ds, i, (fh, fw), centre)
                 inputs["whole frame"].append(Framer((H, W))(img)[0])

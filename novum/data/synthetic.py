@@ -124,10 +124,15 @@ class SyntheticDataset:
         """Render the clean scene of class ``label``, index ``j`` (pure function of split, seed, label, j).
 
         ``size`` (H, W): a larger canvas around the same object (same focal and distance, so the
-        object keeps the training scale, centred; :mod:`novum.data.framing` places it off-centre)."""
+        object keeps the training scale, centred; :mod:`novum.data.framing` places it off-centre).
+        Its centre window is the training image; the background and surface texture are drawn at
+        the training size and mirrored outwards, so their pattern scale stays the training one."""
         c = self.cfg
         rng = np.random.default_rng(self._seed(label, j))
-        h, w = size or self.image_size
+        h, w = self.image_size
+        big = _pad_to(size) if size is not None and tuple(size) != (h, w) else None
+        if size is not None:
+            h, w = (int(v) for v in size)
         shape = build_object(self.classes[label], rng, self.extents[label], c.fill)
         model = compile_shape(shape)
         pose = self.sample_pose(rng)
@@ -138,8 +143,11 @@ class SyntheticDataset:
         jitter = 1 + rng.normal(0, 0.04, len(model.faces))
         rgb, alpha = render(model, pose64, self.focal, (h, w), light, ambient=rng.uniform(0.3, 0.6),
                             ss=c.supersample, face_jitter=jitter)
-        rgb = rgb * texture(rng, h, w)
-        bg = background(rng, h, w)
+        th, tw = self.image_size
+        tex, bg = texture(rng, th, tw), background(rng, th, tw)
+        if big is not None:
+            tex, bg = big(tex, (th, tw)), big(bg, (th, tw))
+        rgb = rgb * tex
         img = bg * (1 - alpha[..., None]) + rgb
         img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0, 4))
         ann = annotate(self.mesh(label)[0], pose64, self.focal, (h, w))
@@ -172,6 +180,20 @@ class SyntheticDataset:
     def __iter__(self):
         for i in range(len(self)):
             yield self[i]
+
+
+def _pad_to(size: tuple[int, int]):
+    """A function mirroring an image [h, w, C] outwards to ``size`` (H, W), the original centred."""
+    H, W = (int(v) for v in size)
+
+    def pad(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        h, w = hw
+        if H < h or W < w:
+            raise ValueError(f"canvas {H}x{W} is smaller than the image {h}x{w}")
+        top, left = (H - h) // 2, (W - w) // 2
+        return np.pad(img, ((top, H - h - top), (left, W - w - left), (0, 0)), mode="reflect")
+
+    return pad
 
 
 def mask_box(mask: np.ndarray, ann: dict | None = None) -> np.ndarray:
