@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     from novum.runtime.backends import load
-    from novum.runtime.framing import Framer
-    from novum.runtime.models import resolve
+    from novum.contracts.framing import Framer
+    from novum.api import resolve_model as resolve
     from novum.runtime.results import vote_shares
     from novum.runtime.smoothing import Smoother, Smoothing, flicker
     from novum.runtime.sources import open_source

@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from novum.data.framing import placed_scene
     from novum.data.synthetic import SyntheticConfig, SyntheticDataset
     from novum.runtime.backends import load
-    from novum.runtime.framing import Framer
-    from novum.runtime.models import resolve
+    from novum.contracts.framing import Framer
+    from novum.api import resolve_model as resolve
     from novum.runtime.pipeline import roi_framing
 
     path, _ = resolve(a.model)

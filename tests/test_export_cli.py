@@ -166,3 +166,25 @@ def test_not_an_onnx_file(tmp_path):
     onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(plain))
     with pytest.raises(OnnxFileError, match="without novum metadata"):
         read_metadata(plain)
+
+
+def test_readme_states_the_score_tolerances_verify_applies():
+    """The README's numbers are the limits --verify checks (demo model and upstream 640x800)."""
+    from pathlib import Path
+
+    from novum.bundled import DEMO_MODEL
+    from novum.checkpoint import load_model
+    from novum.config import upstream_config
+    from novum.export.verify import TOLERANCES
+
+    def sci(x: float, digits: int) -> str:      # 1.1e-03 as the README writes it: 1.1e-3
+        return f"{x:.{digits}e}".replace("e-0", "e-")
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    for cfg in (load_model(DEMO_MODEL).config, upstream_config()):
+        cells = cfg.feature_size[0] * cfg.feature_size[1]
+        for prec in ("fp16", "int8"):
+            assert sci(TOLERANCES[prec].scores_limit(cells, cfg.num_vertex_rows), 1) in readme, (prec, cfg.input_size)
+    assert f"fp32 scores {sci(TOLERANCES['fp32'].scores_atol, 0)}" in readme
+    f16 = TOLERANCES["fp16"]
+    assert f"{sci(f16.scores_atol, 0)} plus {100 * f16.scores_pixel_frac:.0f}% of the feature cells" in readme

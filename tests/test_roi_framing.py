@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from novum.data.framing import framing_from_boxes, generator_framing, placed_scene
-from novum.runtime.framing import Framer
+from novum.contracts.framing import Framer
 
 
 def test_roi_crop_reproduces_the_recorded_fill_and_offset():

@@ -73,7 +73,7 @@ def test_pipeline_logs_raw_and_smoothed_labels(video, tmp_path):
 
 def test_smoothed_label_equals_the_ema_of_the_model_scores(video, tmp_path):
     from novum.runtime.backends import load
-    from novum.runtime.framing import Framer
+    from novum.contracts.framing import Framer
     from novum.runtime.results import vote_shares
     from novum.runtime.sources import open_source
 

@@ -51,13 +51,30 @@ def test_images_folder_and_glob(tmp_path):
         assert len(list(src)) == 1
 
 
+def test_folders_are_searched_recursively_so_novum_data_output_works(tmp_path):
+    from novum.data.synthetic import SyntheticConfig, SyntheticDataset
+    from novum.data.writer import write_dataset
+
+    ds = SyntheticDataset(SyntheticConfig(per_class=2, classes=("car", "bus"), image_size=(64, 80)))
+    write_dataset(ds, tmp_path / "data", progress=False)          # images/<class>/..., annotations/<class>/...
+    (tmp_path / "data" / ".hidden").mkdir()
+    cv2.imwrite(str(tmp_path / "data" / ".hidden" / "x.png"), frames(1, 64, 80)[0])
+    with open_source(tmp_path / "data") as src:
+        got = list(src)
+    assert len(got) == 4 and [f.index for f in got] == [0, 1, 2, 3]
+    paths = [str(p.relative_to(tmp_path / "data")) for p in src.paths]
+    assert paths == sorted(paths) and all(p.startswith("images/") for p in paths)   # not .hidden, no .npz
+    with open_source(str(tmp_path / "data" / "**" / "bus*.png")) as src:      # ** globs reach any depth
+        assert len(list(src)) == 2
+
+
 def test_bad_sources_are_one_line_errors(tmp_path):
     one_line_error("0", "no camera at index 0")                # this machine has no camera
     one_line_error("/dev/video7", "no such camera device")
     one_line_error(tmp_path / "missing.mp4", "source not found")
     one_line_error(str(tmp_path / "*.jpg"), "matches no images")
     (tmp_path / "empty").mkdir()
-    one_line_error(tmp_path / "empty", "holds no images")
+    one_line_error(tmp_path / "empty", "hold no images")
     (tmp_path / "corrupt.mp4").write_bytes(os.urandom(4096))
     one_line_error(tmp_path / "corrupt.mp4", "cannot open as a video")
     one_line_error("rtsp://127.0.0.1:9/none", "cannot open the stream")

@@ -1,4 +1,4 @@
-"""Image files: which suffixes count, and the sorted images of a folder or a glob."""
+"""Image files: which suffixes count, and the sorted images of a folder (recursively) or a glob."""
 from __future__ import annotations
 
 import glob as globlib
@@ -19,21 +19,25 @@ def is_glob(spec: str | Path) -> bool:
 
 
 def list_images(spec: str | Path, label: str | None = None) -> list[Path]:
-    """The image files of a folder or a glob, sorted by name; an InputError when there are none.
+    """The image files of a folder (searched recursively, hidden entries skipped) or a glob (``**``
+    matches any depth), sorted by path; an InputError when there are none.
 
-    ``label`` starts the error message (default: ``spec`` itself), e.g. ``"--calib frames/"``.
+    A folder written by ``novum-data`` (``images/<class>/...``, annotations beside them) works as
+    it is. ``label`` starts the error message (default: ``spec`` itself), e.g. ``"--calib frames/"``.
     """
     what = label or str(spec)
     suffixes = ", ".join(IMAGE_SUFFIXES)
     if is_glob(spec):
-        paths = sorted(Path(p) for p in globlib.glob(str(spec)) if is_image(p) and Path(p).is_file())
+        paths = sorted(Path(p) for p in globlib.glob(str(spec), recursive=True) if is_image(p) and Path(p).is_file())
         if not paths:
             raise InputError(f"{what}: the glob matches no images ({suffixes})")
         return paths
     folder = Path(spec).expanduser()
     if not folder.is_dir():
         raise InputError(f"{what}: not a folder of images")
-    paths = sorted(p for p in folder.iterdir() if is_image(p) and p.is_file())
+    found = [p for p in folder.rglob("*") if is_image(p) and p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    paths = sorted(found, key=lambda p: p.relative_to(folder).parts)
     if not paths:
-        raise InputError(f"{what}: the folder holds no images ({suffixes})")
+        raise InputError(f"{what}: the folder and its subfolders hold no images ({suffixes})")
     return paths
