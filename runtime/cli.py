@@ -79,7 +79,10 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     try:
         from novum.cli_util import run_cli
-    except KeyboardInterrupt:            # Ctrl-C before the handler is in place
+    except KeyboardInterrupt:            # Ctrl-C before the handler is in place: leave, ignoring more
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("interrupted", file=sys.stderr)
         return 130
 
@@ -124,6 +127,7 @@ def quiet_opencv() -> None:
 
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    import numpy  # noqa: F401 - first: a Ctrl-C in its import would make cv2's import print an install hint
     from novum.opencv import require
 
     cv2 = require()

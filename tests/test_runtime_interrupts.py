@@ -125,3 +125,43 @@ def test_sigint_in_the_first_moments_prints_no_traceback_and_leaves_no_partial_f
     if log.exists() or out.exists():                               # if it got as far as writing: valid
         check_outputs(out, log)
     assert not [q.name for q in tmp_path.iterdir() if q.name.startswith(".")]
+
+
+@pytest.fixture
+def keep_signal_handlers():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def test_run_cli_reports_an_error_caused_by_ctrl_c_as_the_interrupt(capsys, keep_signal_handlers):
+    """numpy and OpenCV turn a KeyboardInterrupt inside their import into an ImportError."""
+    from novum.cli_util import run_cli
+
+    def body():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            raise ImportError("PyCapsule_Import could not import module 'datetime'") from None
+        return 0
+
+    assert run_cli(body) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "interrupted"
+
+
+def test_graceful_stop_is_called_once_and_later_signals_are_ignored(capfd, keep_signal_handlers):
+    from novum.cli_util import graceful_interrupt, run_cli
+
+    stops = []
+
+    def body():
+        with graceful_interrupt(lambda: stops.append(1)):
+            for _ in range(4):
+                signal.raise_signal(signal.SIGINT)                   # no exception inside the block
+            signal.raise_signal(signal.SIGTERM)
+        return 7
+
+    assert run_cli(body) == 7 and stops == [1]
+    assert capfd.readouterr().err.count("still closing the outputs cleanly") == 1     # said once
