@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 from novum.cli_util import run_cli
 from novum.extras import require
-from novum.training.config import TrainConfig, load_config
+from novum.training.config import TrainConfig, load_config, resume_files
 
-if TYPE_CHECKING:   # the training modules are torch: imported in run(), so that novum-train without
-    # torch ends with one line naming the [torch] extra
+if TYPE_CHECKING:   # the training modules are torch: imported in run(), after the config was checked (a
+    # config error comes at once), so that novum-train without torch ends with one line naming the [torch] extra
     from novum.training.data import PackedSamples
     from novum.training.dist import DistContext
     from novum.training.loop import TrainResult
@@ -59,7 +59,6 @@ def training_data(cfg: TrainConfig, out: Path, dist: DistContext,
 def preflight(cfg: TrainConfig, out: Path, resume: bool) -> None:
     """Everything that can be checked before rendering data or creating ``out`` (fail in seconds, not minutes)."""
     from novum.errors import InputError
-    from novum.training.loop import resume_files
 
     if resume:
         missing = [p.name for p in resume_files(out) if not p.is_file()]
@@ -76,12 +75,12 @@ def preflight(cfg: TrainConfig, out: Path, resume: bool) -> None:
 def run(cfg: TrainConfig, out: str | Path, baseline: bool = False, resume: bool = False, device: str | None = None,
         command: str = "", progress: bool = True, max_steps: int | None = None) -> TrainResult:
     """Render/load the data, train, write ``out/model.safetensors``."""
+    out = Path(out)
+    preflight(cfg, out, resume)
     torch = require("torch", "training")
     from novum.training.dist import init_distributed
     from novum.training.loop import train
 
-    out = Path(out)
-    preflight(cfg, out, resume)
     dist = init_distributed(device)
     try:
         if cfg.threads and dist.device.type == "cpu":

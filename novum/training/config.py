@@ -14,6 +14,17 @@ from novum.errors import InputError
 
 STRIDE = 8   # the feature stride of every novum backbone
 
+# what a run folder holds (novum.training.loop writes them)
+MODEL_FILE = "model.safetensors"
+LAST_FILE = "last.safetensors"
+STATE_FILE = "train_state.pt"
+LOG_FILE = "log.jsonl"
+
+
+def resume_files(out: Path) -> tuple[Path, Path]:
+    """What --resume reads: the training state and the last weights."""
+    return Path(out) / STATE_FILE, Path(out) / LAST_FILE
+
 
 @dataclass
 class DataConfig:

@@ -14,15 +14,11 @@ from torch.utils.data import DistributedSampler
 
 from novum.errors import InputError
 from novum.io import atomic_path, atomic_write_text
-from novum.training.config import TrainConfig
+from novum.training.config import LAST_FILE, LOG_FILE, MODEL_FILE, STATE_FILE, TrainConfig, resume_files  # noqa: F401
 from novum.training.data import PackedSamples
 from novum.training.dist import DistContext, init_distributed
 from novum.training.tasks import BaselineTask, NovumTask
 
-MODEL_FILE = "model.safetensors"
-LAST_FILE = "last.safetensors"
-STATE_FILE = "train_state.pt"
-LOG_FILE = "log.jsonl"
 
 
 @dataclass
@@ -207,11 +203,6 @@ def _save_resume(out: Path, task, opt, sched, step: int, epoch: int, batch_in_ep
         with atomic_path(out / STATE_FILE) as tmp:
             torch.save(state, tmp)
     dist.barrier()
-
-
-def resume_files(out: Path) -> tuple[Path, Path]:
-    """What --resume reads: the training state and the last weights."""
-    return out / STATE_FILE, out / LAST_FILE
 
 
 def _resume(out: Path, task, opt, sched, cfg: TrainConfig, dist: DistContext) -> tuple[int, int, int]:
