@@ -113,26 +113,55 @@ def test_pose_is_drawn_and_logged_only_with_its_class(video, tmp_path, slow_refi
     assert drawn == [1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 1]
 
 
-def test_live_source_newest_request_wins_and_drops_are_counted(tmp_path, slow_refiner):
+def test_live_source_newest_request_wins_and_drops_are_counted(tmp_path, slow_refiner, monkeypatch):
+    import threading
+
     from test_sources import FakeCamera
 
     from novum.runtime.backends import load
     from novum.runtime.pipeline import Pipeline, RunOptions
+    from novum.runtime.pose import PoseWorker
     from novum.runtime.sources import LiveSource
 
-    slow_refiner.delay = 0.12
-    src = LiveSource(FakeCamera(90, fps=150), "fake camera")
+    # deterministic on any machine: the first pose is held until three more requests came in; the
+    # first of those waits in the mailbox, the next two each replace the one waiting (2 dropped)
+    slow_refiner.delay = 0.0
+    gate, submitted = threading.Event(), []
+    real_refine, real_submit = slow_refiner.refine, PoseWorker.submit
+
+    def held_refine(self, features, label):
+        gate.wait(30)
+        return real_refine(self, features, label)
+
+    def counting_submit(self, *a, **k):
+        real_submit(self, *a, **k)
+        submitted.append(1)
+        if len(submitted) == 4:
+            gate.set()
+
+    class Camera(FakeCamera):          # starts once the pipeline (and its pose refiner) is ready
+        started = threading.Event()
+
+        def read(self):
+            self.started.wait(60)
+            return super().read()
+
+    monkeypatch.setattr(slow_refiner, "refine", held_refine)
+    monkeypatch.setattr(PoseWorker, "submit", counting_submit)
+    src = LiveSource(Camera(300, fps=150), "fake camera")
     try:
         with load(small_onnx(), intra_op_threads=1) as b:
-            s = Pipeline(b, src, RunOptions(jsonl=tmp_path / "o.jsonl", pose_every=1,
-                                            pose_checkpoint=small_native())).run()
+            pipe = Pipeline(b, src, RunOptions(jsonl=tmp_path / "o.jsonl", pose_every=1, pose_checkpoint=small_native()))
+            Camera.started.set()
+            s = pipe.run()
     finally:
+        Camera.started.set()
         src.close()
     recs = records(tmp_path / "o.jsonl")
     st = s.pose
-    assert st.requested == s.frames and st.computed >= 1 and st.dropped >= 1
+    assert st.requested == s.frames >= 4 and st.computed >= 2 and st.dropped >= 2
     assert st.computed + st.dropped + st.failed == st.requested      # every request accounted for
-    logged = [r["pose"] for r in recs if "pose" in r]
-    assert logged and all(p["frame"] <= r["frame"] for r, p in ((r, r["pose"]) for r in recs if "pose" in r))
+    logged = [(r["frame"], r["pose"]) for r in recs if "pose" in r]
+    assert logged and all(p["frame"] <= f for f, p in logged)        # logged on a later frame, with its own index
     assert len(logged) <= st.computed
     assert "dropped (live source: the newest request wins)" in s.line()

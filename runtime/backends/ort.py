@@ -55,8 +55,8 @@ class OrtBackend(Backend):
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
             msg = " ".join(str(e).split())[:200]
             if "INVALID_PROTOBUF" in msg or "Protobuf parsing failed" in msg:
-                raise NovumError(f"{self.path}: the file is broken (truncated, or not an ONNX model); export it "
-                                 f"again with novum-export") from None
+                raise NovumError(f"{self.path}: ONNX Runtime cannot load the model: the file is broken (truncated, or "
+                                 f"not an ONNX model); re-export it with novum-export") from None
             raise NovumError(f"{self.path}: ONNX Runtime cannot load the model ({msg}); re-export it with novum-export") from None
         self.providers = self.session.get_providers()
         used = self.providers[0]
