@@ -128,6 +128,7 @@ class Pipeline:
         if self.opts.roi is not None:
             framing, self.framing_note = roi_framing(backend.metadata)
         self.framer = Framer(backend.input_size, self.opts.roi, framing)
+        self.size_note = size_note(backend.metadata, backend.input_size)
         self.classes = backend.classes
         self.stop = threading.Event()
         self.interrupted = threading.Event()
@@ -408,6 +409,16 @@ class Pipeline:
                 print(f"pose: {e}", flush=True)
                 return
         self.pose.requested = True
+
+
+def size_note(metadata: dict[str, Any], input_size: tuple[int, int]) -> str | None:
+    """A warning for a model exported (with --force-imgsz) at a size other than the one it was trained at."""
+    trained = metadata.get("trained_input_size")
+    if not trained or tuple(int(v) for v in trained) == tuple(int(v) for v in input_size):
+        return None
+    return (f"warning: this model was exported at {input_size[0]}x{input_size[1]} but trained at "
+            f"{int(trained[0])}x{int(trained[1])}: it sees objects at another scale and its accuracy is unknown; "
+            f"re-export without --imgsz")
 
 
 def roi_framing(metadata: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -76,6 +76,9 @@ def run(source: str, model: str | Path | None, *, device: str = "auto", threads:
                 print(headless_note(ro), file=sys.stderr)
             print(f"{be.describe()}\nsource: {src.description}" + (" (live: newest frame only)" if src.live else ""),
                   file=sys.stderr, flush=True)
+        if pipe.size_note:       # a warning: shown also with --quiet
+            print(pipe.size_note, file=sys.stderr, flush=True)
+        if not quiet:
             if pipe.framing_note:
                 print(pipe.framing_note, file=sys.stderr, flush=True)
             if pipe.smoothing_note:
@@ -85,6 +88,8 @@ def run(source: str, model: str | Path | None, *, device: str = "auto", threads:
         src.close()
         be.close()
     if summary.stream_error:
-        raise StreamError(f"{summary.stream_error}; the outputs hold the {summary.frames} frames read before")
+        held = (f"the outputs hold the {summary.frames} frames read before" if summary.frames
+                else "no output was written")
+        raise StreamError(f"{summary.stream_error}; {held}")
     return summary
 

@@ -80,6 +80,10 @@ def test_imgsz_other_than_trained_is_refused_unless_forced(native_ckpt, tmp_path
     meta = read_metadata(out / "small64.onnx")
     assert json.loads(meta["trained_input_size"]) == [128, 160] and meta["input_size"] == [64, 96]
     assert meta["config"].trained_input_size == (128, 160)
+    from novum.runtime.cli import main as run_main             # novum-run warns too, even with --quiet
+
+    assert run_main(["--model", str(out / "small64.onnx"), "--max-frames", "1", "--no-show", "--quiet"]) == 0
+    assert "exported at 64x96 but trained at 128x160" in capsys.readouterr().err
     # re-exporting that file's config at its trained size needs no flag and clears the record
     from novum.api import resized_config
 

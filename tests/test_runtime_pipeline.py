@@ -155,7 +155,8 @@ def test_a_run_that_fails_before_any_frame_writes_no_jsonl(tmp_path, capsys, vid
     bad.mkdir()
     (bad / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     (tmp_path / "keep.jsonl").write_text('{"frame": 0}\n')
-    for argv, why in ((["--source", str(bad), "--jsonl", str(tmp_path / "o.jsonl")], "cannot decode"),
+    for argv, why in ((["--source", str(bad), "--jsonl", str(tmp_path / "o.jsonl")],
+                       "cannot decode the image (corrupt or not an image); no output was written"),
                       (["--source", str(video), "--roi", "900", "900", "10", "10", "--jsonl", str(tmp_path / "o.jsonl"),
                         "--save", str(tmp_path / "o.mp4")], "outside"),
                       (["--source", str(video), "--roi", "900", "900", "10", "10", "--jsonl",
