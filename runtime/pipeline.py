@@ -350,10 +350,12 @@ class Pipeline:
         elif due:
             pose.submit(item.outputs["features"][0], decided.index, item.frame.index)
         if self.source.live:
-            for job in pose.take_finished():
-                if job.result is not None:
-                    pose.accept(job)
-                    rec = pose_record(job.result, job.frame, job.label, self.classes)
+            finished = [job for job in pose.take_finished() if job.result is not None]
+            if finished:                 # newest wins here too (one worker: rarely more than one)
+                job = finished[-1]
+                pose.accept(job)
+                pose.stats.logged += 1
+                rec = pose_record(job.result, job.frame, job.label, self.classes)
         pose.follow(decided.index)   # a pose is drawn only while the label is its class
         return rec
 

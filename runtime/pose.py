@@ -37,6 +37,7 @@ class PoseStats:
     computed: int = 0
     dropped: int = 0       # live: replaced by a newer request before it started
     failed: int = 0
+    logged: int = 0        # live: poses logged with an output frame (not one that finished after the last frame)
     wait_s: float = 0.0    # files: time the output stage waited for poses
 
     def line(self, live: bool) -> str:
@@ -46,7 +47,9 @@ class PoseStats:
         if self.failed:
             s += f", {self.failed} failed"
         if live:
-            return s + f", {self.dropped} dropped (live source: the newest request wins)"
+            s += f", {self.dropped} dropped (live source: the newest request wins)"
+            late = self.computed - self.logged
+            return s + (f", {late} computed but not logged (finished after the last frame)" if late > 0 else "")
         return s + f", each joined to its own frame (the run waited {self.wait_s:.1f} s for them)"
 
 

@@ -163,5 +163,15 @@ def test_live_source_newest_request_wins_and_drops_are_counted(tmp_path, slow_re
     assert st.computed + st.dropped + st.failed == st.requested      # every request accounted for
     logged = [(r["frame"], r["pose"]) for r in recs if "pose" in r]
     assert logged and all(p["frame"] <= f for f, p in logged)        # logged on a later frame, with its own index
-    assert len(logged) <= st.computed
+    assert len(logged) == st.logged <= st.computed                   # a pose done after the last frame: said so
     assert "dropped (live source: the newest request wins)" in s.line()
+    assert ("computed but not logged" in s.line()) == (st.logged < st.computed)
+
+
+def test_live_summary_names_poses_that_finished_after_the_last_frame():
+    from novum.runtime.pose import PoseStats
+
+    line = PoseStats(requested=13, computed=1, dropped=12, logged=0).line(live=True)
+    assert line == ("poses: 1 of 13 requested computed, 12 dropped (live source: the newest request wins), "
+                    "1 computed but not logged (finished after the last frame)")
+    assert "not logged" not in PoseStats(requested=4, computed=2, dropped=2, logged=2).line(live=True)
