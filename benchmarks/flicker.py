@@ -11,11 +11,10 @@ follows. The clip's true classes change 6 times in 210 frames: 2.9 changes per 1
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
+from report import write_report
 
 
 def clip_truth(n_frames: int) -> list[int]:
@@ -82,13 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(md) + "\n"
     print(text, end="")
     if a.out:
-        from novum.io import atomic_write_text
-
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out.with_suffix(".md"), text)
-        atomic_write_text(out.with_suffix(".json"), json.dumps({"model": path.name, "frames": len(shares),
-                                                                "rows": rows}, indent=2) + "\n")
+        write_report(a.out, text, {"model": path.name, "frames": len(shares), "rows": rows})
     return 0
 
 

@@ -13,11 +13,10 @@ random place (novum.data.framing.placed_scene), so the true box is known. Framin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
+from report import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,13 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(md) + "\n"
     print(text, end="")
     if a.out:
-        from novum.io import atomic_write_text
-
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out.with_suffix(".md"), text)
-        atomic_write_text(out.with_suffix(".json"), json.dumps({"model": path.name, "framing": framing, "rows": rows},
-                                                               indent=2) + "\n")
+        write_report(a.out, text, {"model": path.name, "framing": framing, "rows": rows})
     return 0
 
 
