@@ -444,6 +444,37 @@ def generic(rng, hx, hy, hz) -> Shape:
     return s
 
 
+def distractor(rng, hx, hy, hz) -> Shape:
+    """An object of none of the classes, for occluders: a household-like thing made of 1-3 primitives
+    (vase, ball, lamp, can, crate, cone stack), each part in its own colour."""
+    s = Shape()
+    kind = int(rng.integers(5))
+    c0, c1 = rand_color(rng), rand_color(rng)
+    if kind == 0:    # vase / lamp: a swelling body and a neck or shade
+        r = min(hx, hy)
+        frustum(s, (0, 0, -hz), (0, 0, hz * rng.uniform(-0.1, 0.3)), r * rng.uniform(0.4, 0.7), r, c0, n=12)
+        ellipsoid(s, (0, 0, hz * 0.5), (r * rng.uniform(0.5, 1.0), r * rng.uniform(0.5, 1.0), hz * 0.45), c1)
+    elif kind == 1:  # ball(s)
+        for _ in range(int(rng.integers(1, 3))):
+            c = rng.uniform(-0.3, 0.3, 3) * np.array([hx, hy, hz])
+            ellipsoid(s, c, np.array([hx, hy, hz]) * rng.uniform(0.5, 0.8), rand_color(rng), n_lat=7, n_lon=12)
+    elif kind == 2:  # can / pipe, any axis
+        axis = np.zeros(3)
+        axis[int(rng.integers(3))] = 1.0
+        ext = np.array([hx, hy, hz])
+        half = float(ext @ axis)
+        r = float(np.min(ext[axis == 0]))
+        frustum(s, -axis * half, axis * half, r, r * rng.uniform(0.6, 1.0), c0, n=int(rng.integers(6, 14)))
+    elif kind == 3:  # crate with a lid
+        box(s, (-hx, -hy, -hz), (hx, hy, hz * rng.uniform(0.3, 0.8)), c0)
+        box(s, (-hx * 1.05, -hy * 1.05, hz * 0.8), (hx * 1.05, hy * 1.05, hz), c1)
+    else:            # cone stack (traffic cone, spinning top)
+        r = min(hx, hy)
+        frustum(s, (0, 0, -hz), (0, 0, hz), r, r * rng.uniform(0.05, 0.3), c0, n=10)
+        box(s, (-r * 1.2, -r * 1.2, -hz), (r * 1.2, r * 1.2, -hz * 0.85), c1)
+    return s
+
+
 BUILDERS: dict[str, Builder] = {
     "aeroplane": aeroplane, "bicycle": bicycle, "boat": boat, "bottle": bottle, "bus": bus, "car": car,
     "chair": chair, "diningtable": diningtable, "motorbike": motorbike, "sofa": sofa, "train": train,

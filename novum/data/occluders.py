@@ -1,19 +1,19 @@
-"""Occluders at OccludedPASCAL3D+ levels: other objects and textured shapes pasted over the object.
+"""Occluders at OccludedPASCAL3D+ levels: objects and textured shapes pasted over the object.
 
 Level L1/L2/L3 = the occluders cover 20-40 / 40-60 / 60-80 % of the object mask. The coverage is
 measured and enforced: a target fraction is drawn inside the level's range and the occluders' common
 scale is bisected until the measured coverage hits it. As in OccludedPASCAL3D+ (which pastes objects
-cut from other images), an occluder is often a rendered object of another class; otherwise a shape
-(ellipse, rotated rectangle, polygon) with a random texture.
+cut from other images), an occluder is often a rendered object; it is never one of the target classes
+(:func:`novum.data.objects.distractor`), so the true label stays the only right answer. Otherwise it
+is a shape (ellipse, rotated rectangle, polygon) with a random texture.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from novum.config import PASCAL3D_CLASSES
 from novum.data.backgrounds import background, texture
-from novum.data.objects import build_object, rand_color
+from novum.data.objects import distractor, rand_color
 from novum.errors import InputError
 
 LEVELS: dict[str, tuple[float, float]] = {"L1": (0.2, 0.4), "L2": (0.4, 0.6), "L3": (0.6, 0.8)}
@@ -26,14 +26,12 @@ def level_range(level: str) -> tuple[float, float]:
     return LEVELS[level]
 
 
-def object_patch(rng: np.random.Generator, exclude: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A random object of another class, rendered: (premultiplied BGR float32 [h, w, 3], alpha [h, w])."""
+def object_patch(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random non-class object, rendered: (premultiplied BGR float32 [h, w, 3], alpha [h, w])."""
     from novum.data.render import compile_shape, render
-    from novum.mesh import default_extents
 
-    names = [c for c in PASCAL3D_CLASSES if c != exclude]
-    name = names[rng.integers(len(names))]
-    model = compile_shape(build_object(name, rng, default_extents(name)))
+    half = rng.uniform(0.3, 1.0, 3) * np.array([1.0, 1.0, rng.uniform(0.6, 1.6)])
+    model = compile_shape(distractor(rng, *half))
     h, w = OBJECT_PATCH
     pose = np.array([rng.uniform(0, 2 * np.pi), np.deg2rad(rng.uniform(-10, 40)), np.deg2rad(rng.normal(0, 8)), 5.0])
     light = np.array([rng.normal(0, 0.5), rng.normal(0, 0.5), 1.0])
@@ -73,7 +71,7 @@ def _place(h: int, w: int, spec: dict, scale: float, colour: bool = False) -> tu
     return m, None
 
 
-def _random_spec(rng: np.random.Generator, obj: np.ndarray, exclude: str | None) -> dict:
+def _random_spec(rng: np.random.Generator, obj: np.ndarray) -> dict:
     ys, xs = np.nonzero(obj)
     i = rng.integers(len(ys))
     size = np.sqrt(len(ys)) * rng.uniform(0.3, 0.6)
@@ -81,7 +79,7 @@ def _random_spec(rng: np.random.Generator, obj: np.ndarray, exclude: str | None)
     spec = {"kind": kind, "centre": (float(xs[i]) + rng.normal(0, size * 0.3), float(ys[i]) + rng.normal(0, size * 0.3)),
             "size": size, "aspect": rng.uniform(0.3, 1.0), "angle": rng.uniform(0, 180)}
     if kind == "object":
-        spec["rgb"], spec["alpha"] = object_patch(rng, exclude)
+        spec["rgb"], spec["alpha"] = object_patch(rng)
         spec["size"] = size * 1.5
     elif kind == "rect":
         a, asp = rng.uniform(0, np.pi), rng.uniform(0.25, 1.0)
@@ -104,8 +102,7 @@ def _coverage(obj: np.ndarray, specs: list[dict], scale: float) -> tuple[np.ndar
     return m, float((m & obj).sum()) / float(obj.sum())
 
 
-def plan_occluders(obj: np.ndarray, level: str, rng: np.random.Generator, exclude: str | None = None,
-                   tries: int = 8) -> tuple[list[dict], float, float]:
+def plan_occluders(obj: np.ndarray, level: str, rng: np.random.Generator, tries: int = 8) -> tuple[list[dict], float, float]:
     """Occluders (specs) and their common scale covering a fraction of ``obj`` inside the level's range."""
     lo, hi = level_range(level)
     if obj.sum() < 1:
@@ -113,7 +110,7 @@ def plan_occluders(obj: np.ndarray, level: str, rng: np.random.Generator, exclud
     target = rng.uniform(lo + 0.02, hi - 0.02)
     best: tuple[list[dict], float, float] = ([], 0.0, -1.0)
     for _ in range(tries):
-        specs = [_random_spec(rng, obj, exclude) for _ in range(int(rng.integers(1, 3)))]
+        specs = [_random_spec(rng, obj) for _ in range(int(rng.integers(1, 3)))]
         a, b = 0.0, 1.0
         while _coverage(obj, specs, b)[1] < target and b < 64:
             b *= 2
@@ -150,14 +147,13 @@ def occluder_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(img * (1 + rng.uniform(-0.3, 0.3) * yy), 0, 255)
 
 
-def occlude(image: np.ndarray, obj: np.ndarray, level: str, rng: np.random.Generator,
-            exclude: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """Paste occluders over ``image`` (float or uint8 BGR); ``exclude`` is a class not to use as an occluder.
+def occlude(image: np.ndarray, obj: np.ndarray, level: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """Paste occluders over ``image`` (float or uint8 BGR).
 
     Returns (image, occluder mask uint8 [H, W], coverage of ``obj``)."""
     h, w = obj.shape
     obj = obj.astype(bool)
-    specs, scale, _ = plan_occluders(obj, level, rng, exclude)
+    specs, scale, _ = plan_occluders(obj, level, rng)
     out = image.astype(np.float32, copy=True)
     full = np.zeros((h, w), bool)
     for sp in specs:

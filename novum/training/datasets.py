@@ -31,8 +31,13 @@ def _render_chunk(args) -> PackedSamples:
 
 
 def synthetic_key(model_cfg: ModelConfig, syn_kw: dict) -> str:
+    """Cache key of rendered synthetic data: everything that changes the pixels, the generator's
+    version included (a generator change must not reuse stale caches)."""
+    from novum.data.synthetic import GENERATOR_VERSION
+
     blob = json.dumps({"model": [model_cfg.classes, model_cfg.input_size, model_cfg.n_list, model_cfg.extents,
-                                 model_cfg.focal], "syn": syn_kw}, sort_keys=True, default=str)
+                                 model_cfg.focal], "syn": syn_kw, "generator": GENERATOR_VERSION},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
