@@ -33,6 +33,9 @@ class BackboneConfig:
     ``block`` is "bottleneck" (ResNet-50 style, expansion 4) or "basic" (ResNet-18 style).
     ``width`` is the stem width (64 for torchvision ResNets). ``decoder_out`` is the decoder's
     output width before the 1x1 projection to ``feature_dim``.
+    ``stages`` is how many ResNet stages the encoder runs: 4 (upstream: to stride 32, then the
+    decoder back to stride 8), 3 (to stride 16, one decoder step) or 2 (stops at stride 8, no
+    decoder: the most local features; ``decoder_out`` is then the stage-2 width).
     """
 
     arch: str = "resnetext50"
@@ -41,6 +44,15 @@ class BackboneConfig:
     width: int = 64
     decoder_out: int = 256
     feature_dim: int = 128
+    stages: int = 4
+
+    def __post_init__(self) -> None:
+        self.layers = tuple(int(v) for v in self.layers)  # type: ignore[assignment]
+        if self.stages not in (2, 3, 4):
+            raise ValueError(f"backbone stages must be 2, 3 or 4 (got {self.stages})")
+        if self.stages == 2 and self.decoder_out != self.stage_channels()[1]:
+            raise ValueError(f"a 2-stage backbone has no decoder: decoder_out must be the stage-2 width "
+                             f"{self.stage_channels()[1]} (got {self.decoder_out})")
 
     @property
     def expansion(self) -> int:
@@ -137,14 +149,14 @@ def upstream_config() -> ModelConfig:
 
 def small_config(classes: tuple[str, ...] = PASCAL3D_CLASSES, input_size: tuple[int, int] = (128, 160),
                  extents: tuple[tuple[float, ...], ...] | None = None, vertices: int = 200,
-                 width: int = 32, feature_dim: int = 64) -> ModelConfig:
+                 width: int = 32, feature_dim: int = 64, stages: int = 4) -> ModelConfig:
     """A CPU-sized variant of the same structure: ResNet-18-style basic blocks, narrow decoder."""
     from novum.mesh import default_extents, mesh_counts
 
     extents = extents or tuple(default_extents(c) for c in classes)
     n_list = tuple(mesh_counts(e, vertices) for e in extents)
     bb = BackboneConfig(arch="resnetext18s", block="basic", layers=(2, 2, 2, 2), width=width,
-                        decoder_out=2 * width, feature_dim=feature_dim)
+                        decoder_out=2 * width, feature_dim=feature_dim, stages=stages)
     h = input_size[0]
     return ModelConfig(classes=tuple(classes), n_list=n_list, max_n=max(n_list), n_clutter=256,
                        extents=extents, input_size=input_size, focal=3000.0 * h / 640.0, backbone=bb)

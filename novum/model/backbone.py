@@ -47,20 +47,34 @@ class Up(nn.Module):
 
 
 class ResNetExt(nn.Module):
+    """Encoder to stride 8 (``extractor``), then, with 3-4 stages, deeper stages and the decoder
+    back to stride 8. ``stages=2`` stops at stride 8: each feature sees only its neighbourhood
+    (receptive field about 100 px), so hiding one part of an object leaves the others' features as
+    they were."""
+
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
-        r = ResNet(cfg.block, cfg.layers, cfg.width)
+        self.stages = cfg.stages
+        r = ResNet(cfg.block, cfg.layers, cfg.width, cfg.stages)
         self.extractor = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2)
-        self.extractor1 = r.layer3
-        self.extractor2 = r.layer4
         _, c2, c3, c4 = cfg.stage_channels()
-        self.upsample0 = DoubleConv(c4, c3)
-        self.upsample1 = Up(2 * c3, c3, c2)
-        self.upsample2 = Up(2 * c2, c2, cfg.decoder_out)
+        if cfg.stages == 4:
+            self.extractor1 = r.layer3
+            self.extractor2 = r.layer4
+            self.upsample0 = DoubleConv(c4, c3)
+            self.upsample1 = Up(2 * c3, c3, c2)
+            self.upsample2 = Up(2 * c2, c2, cfg.decoder_out)
+        elif cfg.stages == 3:
+            self.extractor1 = r.layer3
+            self.upsample2 = Up(c3 + c2, c2, cfg.decoder_out)
 
     def forward(self, x: Tensor) -> Tensor:
         x1 = self.extractor(x)
+        if self.stages == 2:
+            return x1
         x2 = self.extractor1(x1)
+        if self.stages == 3:
+            return self.upsample2(x2, x1)
         x3 = self.extractor2(x2)
         return self.upsample2(self.upsample1(self.upsample0(x3), x2), x1)
 

@@ -66,9 +66,10 @@ def make_layer(block: type[BasicBlock] | type[Bottleneck], cin: int, planes: int
 
 
 class ResNet(nn.Module):
-    """torchvision-named ResNet trunk (conv1, bn1, relu, maxpool, layer1..layer4), no head."""
+    """torchvision-named ResNet trunk (conv1, bn1, relu, maxpool, layer1..layer4), no head;
+    ``stages`` < 4 builds only layer1..layer<stages>."""
 
-    def __init__(self, block: str = "bottleneck", layers=(3, 4, 6, 3), width: int = 64) -> None:
+    def __init__(self, block: str = "bottleneck", layers=(3, 4, 6, 3), width: int = 64, stages: int = 4) -> None:
         super().__init__()
         blk = Bottleneck if block == "bottleneck" else BasicBlock
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
@@ -78,8 +79,10 @@ class ResNet(nn.Module):
         c = width
         self.layer1, c = make_layer(blk, c, width, layers[0], 1)
         self.layer2, c = make_layer(blk, c, width * 2, layers[1], 2)
-        self.layer3, c = make_layer(blk, c, width * 4, layers[2], 2)
-        self.layer4, c = make_layer(blk, c, width * 8, layers[3], 2)
+        if stages >= 3:
+            self.layer3, c = make_layer(blk, c, width * 4, layers[2], 2)
+        if stages >= 4:
+            self.layer4, c = make_layer(blk, c, width * 8, layers[3], 2)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
