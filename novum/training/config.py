@@ -47,6 +47,7 @@ class TrainConfig:
     vertices: int = 200
     width: int = 32
     feature_dim: int = 64
+    stages: int = 4                # backbone depth: 4 = upstream (stride 32 + decoder), 2 = stride 8, no decoder
     # optimisation
     epochs: int = 10
     batch_size: int = 32
@@ -60,6 +61,9 @@ class TrainConfig:
     clutter_weight: float = 0.005
     noise_weight: float = 0.1
     n_noise: int = 5
+    clutter_loss: float = 0.0           # weight of the clutter-vs-object term (0 = upstream's objective)
+    masking: float = 0.0                # share of training images given block-mosaic masking (novum.training.masking)
+    masking_frac: tuple[float, float] = (0.2, 0.7)   # range of the share of object-box blocks masked
     momentum: float = 0.9
     distance_thr: float | None = None   # px; None: 48 * H / 640 (upstream's 48 px at 640x800)
     max_vertices: int | None = None     # contrastive term on <= this many visible vertices per image (None: all)
@@ -93,7 +97,7 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         return small_config(classes=self.classes, input_size=self.input_size, vertices=self.vertices,
-                            width=self.width, feature_dim=self.feature_dim)
+                            width=self.width, feature_dim=self.feature_dim, stages=self.stages)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,6 +8,12 @@ kept) and for every padding row, ``log(clutter_weight)`` for clutter rows (upstr
 ``-log(0.005)``), 0 for the other classes' vertex rows (they stay negatives).
 ``loss = mean CE over visible vertices + noise_weight * mean(noise @ vertex_rows.T)``.
 
+With ``clutter_loss`` > 0 a third term teaches the features to tell object from clutter, as the
+head's clutter sink needs at inference (a pixel whose best match is a clutter row votes for no class):
+for every sampled background feature ``n``, ``-log(sum_clutter exp(n.c/T) / sum_all exp(n.r/T))``
+over the clutter rows and the real vertex rows, i.e. a background cell must match clutter better than
+any object vertex. Upstream has no such term (``clutter_loss`` = 0 reproduces its objective).
+
 Differences from upstream, on purpose: the mask is built fresh per batch (upstream's persistent
 ``zeros`` buffer kept stale blocks), padded keypoints are never gathered (upstream gathered at -1),
 and the background term averages over real vertex rows only (padding rows are fixed random vectors).
@@ -27,6 +33,7 @@ class LossOutput:
     loss: Tensor            # scalar, differentiable
     contrast: Tensor        # scalar, the InfoNCE part (detached)
     background: Tensor      # scalar, the noise term before its weight (detached)
+    clutter: Tensor         # scalar, the clutter-vs-object term before its weight (detached; 0 when off)
     kp_features: Tensor     # [B, max_n, D] detached features at the keypoint cells (0 where not visible)
     noise_features: Tensor  # [B, n_noise, D] detached background features
     accuracy: float         # with_accuracy: share of (the first 256) visible vertices whose own row wins, else nan
@@ -100,12 +107,15 @@ def novum_loss(features: Tensor, kp: Tensor, visible: Tensor, labels: Tensor, ba
                memory: Tensor, n_list: tuple[int, ...], max_n: int, stride: int, thr: float,
                temperature: float = 0.07, clutter_weight: float = 0.005, noise_weight: float = 0.1,
                n_noise: int = 5, generator: torch.Generator | None = None,
-               with_accuracy: bool = False, max_vertices: int | None = None) -> LossOutput:
+               with_accuracy: bool = False, max_vertices: int | None = None,
+               clutter_loss: float = 0.0, occluded: Tensor | None = None) -> LossOutput:
     """The training objective on a batch of unit feature maps [B, D, h, w] (see module docstring).
 
     ``memory`` is ``[C*max_n + n_clutter, D]`` as it was before this batch's bank update (no grad);
     ``kp`` int [B, max_n, 2] (row, col) padded with anything, ``visible`` bool [B, max_n] (False on
-    padding), ``background`` bool [B, h*w] cells where noise features may be drawn.
+    padding), ``background`` bool [B, h*w] cells where noise features may be drawn. ``occluded``
+    bool [B, h*w] (synthetic masking, :mod:`novum.training.masking`): ``n_noise`` more cells per
+    image are drawn there and count as clutter in the clutter term (not in the clutter bank).
     """
     B, D, h, w = features.shape
     C = len(n_list)
@@ -133,7 +143,20 @@ def novum_loss(features: Tensor, kp: Tensor, visible: Tensor, labels: Tensor, ba
         acc = float("nan")
     n_tab = torch.tensor(n_list, device=memory.device)
     valid = (torch.arange(max_n, device=memory.device)[None] < n_tab[:, None]).reshape(rows)
-    background_term = (noise.reshape(-1, D) @ memory[:rows][valid].T).mean()
+    nf = noise.reshape(-1, D)
+    if occluded is not None and clutter_loss > 0 and bool(occluded.any()):
+        occ_idx = sample_noise_cells(occluded, n_noise, generator).to(features.device)
+        real = torch.gather(occluded.to(features.device), 1, occ_idx)          # images without masked cells drop out
+        nf = torch.cat([nf, gather_cells(features, occ_idx)[real]], 0)
+    vertex_sim = nf @ memory[:rows][valid].T
+    background_term = vertex_sim[: B * noise.shape[1]].mean()
     loss = contrast + noise_weight * background_term
+    clutter_term = torch.zeros((), device=features.device)
+    if clutter_loss > 0 and n_clutter > 0:
+        clutter_sim = nf @ memory[rows:].T
+        every = torch.cat([vertex_sim, clutter_sim], 1) / temperature
+        clutter_term = (torch.logsumexp(every, 1) - torch.logsumexp(clutter_sim / temperature, 1)).mean()
+        loss = loss + clutter_loss * clutter_term
     kp_feat = (x * visible.bool()[..., None]).detach()
-    return LossOutput(loss, contrast.detach(), background_term.detach(), kp_feat, noise.detach(), acc)
+    return LossOutput(loss, contrast.detach(), background_term.detach(), clutter_term.detach(), kp_feat,
+                      noise.detach(), acc)

@@ -16,6 +16,7 @@ from novum.training.config import TrainConfig
 from novum.training.data import PackedSamples
 from novum.training.dist import DistContext
 from novum.training.loss import novum_loss
+from novum.training.masking import apply_mosaic, block_masks, cell_mask, hidden_keypoints
 
 
 def _wrap(module: nn.Module, dist: DistContext) -> nn.Module:
@@ -74,13 +75,23 @@ class NovumTask:
 
     def step(self, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         mc = self.model.config
-        f = self.net(self._input(batch["images"]))
-        out = novum_loss(f, batch["kp"], batch["visible"], batch["labels"], batch["background"],
+        images, visible, occluded = batch["images"], batch["visible"], None
+        if self.cfg.masking > 0:
+            blocks = block_masks(batch["boxes"], mc.input_size, self.cfg.masking, tuple(self.cfg.masking_frac), generator)
+            images = apply_mosaic(images, blocks, generator)
+            occluded = cell_mask(blocks, mc.feature_size, mc.stride)
+            visible = visible & ~hidden_keypoints(batch["kp"].cpu(), occluded, mc.feature_size, mc.stride).to(visible.device)
+        f = self.net(self._input(images))
+        out = novum_loss(f, batch["kp"], visible, batch["labels"], batch["background"],
                          self.model.volumes.memory(), mc.n_list, mc.max_n, mc.stride, self.cfg.thr,
                          self.cfg.temperature, self.cfg.clutter_weight, self.cfg.noise_weight,
-                         self.cfg.n_noise, generator, with_accuracy=True, max_vertices=self.cfg.max_vertices)
+                         self.cfg.n_noise, generator, with_accuracy=True, max_vertices=self.cfg.max_vertices,
+                         clutter_loss=self.cfg.clutter_loss, occluded=occluded)
         self._last = (out, batch["labels"])
-        return out.loss, {"nce": float(out.contrast), "bg": float(out.background), "vacc": out.accuracy}
+        stats = {"nce": float(out.contrast), "bg": float(out.background), "vacc": out.accuracy}
+        if self.cfg.clutter_loss > 0:
+            stats["clut"] = float(out.clutter)
+        return out.loss, stats
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -148,7 +159,12 @@ class BaselineTask:
         self.model.train()
 
     def step(self, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        logits = self.net(self._input(batch["images"]))
+        images = batch["images"]
+        if self.cfg.masking > 0:   # the same synthetic masking as NOVUM's, so both see the same data
+            mc = self.model.config
+            blocks = block_masks(batch["boxes"], mc.input_size, self.cfg.masking, tuple(self.cfg.masking_frac), generator)
+            images = apply_mosaic(images, blocks, generator)
+        logits = self.net(self._input(images))
         loss = self.criterion(logits, batch["labels"])
         acc = float((logits.argmax(1) == batch["labels"]).float().mean())
         return loss, {"acc": acc}
