@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", nargs="+", default=["clean", "L1", "L2", "L3"])
     p.add_argument("--iterations", type=int)
     p.add_argument("--objective", choices=("nemo", "upstream"), default="nemo")
-    p.add_argument("--clutter", action="store_true")
+    p.add_argument("--clutter", choices=("none", "mean", "max"), default="none",
+                   help="clutter-aware loss: NeMo's mean clutter feature, or the best clutter-row match")
     p.add_argument("--restarts", type=int, default=1, help="refine from this many distinct grid views")
     p.add_argument("--no-box", action="store_true", help="compare over the whole map, not the GT box")
     p.add_argument("--features", choices=("model", "oracle"), default="model",
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model or demo_model_path())
     levels = [None if lv == "clean" else lv for lv in args.levels]
     rep = evaluate(model, per_class=args.per_class, levels=levels, iterations=args.iterations,
-                   objective=args.objective, clutter=args.clutter, box=not args.no_box, features=args.features,
+                   objective=args.objective, clutter=None if args.clutter == "none" else args.clutter, box=not args.no_box, features=args.features,
                    seed=args.seed, threads=args.threads, restarts=args.restarts, progress=lambda m: print(m, file=sys.stderr, flush=True))
     text = rep.markdown()
     print(text)

@@ -41,7 +41,7 @@ class PoseEvalReport:
         s = self.settings
         head = (f"Pose on the synthetic test split ({s['per_class']} images per class and level, "
                 f"{'GT box' if s['box'] else 'full map'}, GT class, objective {s['objective']}"
-                f"{' + clutter' if s['clutter'] else ''}, {s['iterations']} Adam steps"
+                f"{' + clutter (' + str(s['clutter']) + ')' if s['clutter'] else ''}, {s['iterations']} Adam steps"
                 f"{' x %d starts' % s['restarts'] if s['restarts'] > 1 else ''}, features: {s['features']}, "
                 f"{s['threads']} CPU thread)\n\n")
         rows = ["| occlusion | n | acc pi/6 (%) | acc pi/18 (%) | median err (deg) | ms / refinement (median) | class acc (%) |",
@@ -74,7 +74,7 @@ def _oracle_features(refiner: PoseRefiner, label: int, pose, rng: np.random.Gene
 
 
 def evaluate(model, per_class: int = 10, levels=(None, "L1", "L2", "L3"), iterations: int | None = None,
-             objective: str = "nemo", clutter: bool = False, box: bool = True, features: str = "model",
+             objective: str = "nemo", clutter: bool | str | None = None, box: bool = True, features: str = "model",
              seed: int = 0, batch: int = 16, threads: int = 1, oracle_noise: float = 0.3, restarts: int = 1,
              progress: Callable[[str], None] | None = None) -> PoseEvalReport:
     """Evaluate pose accuracy of ``model`` (a NovumModel) on the synthetic test split."""

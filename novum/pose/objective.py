@@ -1,8 +1,12 @@
 """Render-and-compare objectives (docs/upstream.md sections 5.5-5.6, 11).
 
 ``nemo`` (default): per pixel the dot product ``obj = <rendered, feature>`` (0 where nothing is
-rendered), ``loss = 1 - mean(obj)``; with clutter, ``clu = <mean clutter feature, feature>`` and
-``loss = 1 - (mean(max(obj, clu)) - mean(clu))`` (NeMo's ``loss_fun``).
+rendered), ``loss = 1 - mean(obj)``; with clutter, ``clu`` = the pixel's clutter score and
+``loss = 1 - (mean(max(obj, clu)) - mean(clu))`` (NeMo's ``loss_fun``): a pixel that looks more like
+clutter than like the rendered object costs nothing, so occluders and background do not pull the pose.
+The clutter score is ``<mean clutter feature, feature>`` (NeMo) when one clutter vector is given, or
+the best match over the clutter rows (``max_k <clutter_k, feature>``: the separation the matching
+head's clutter sink makes) when a [K, D] clutter bank is given.
 
 ``upstream``: NOVUM's inference.py computes ``obj = sum(proj * F_crop, dim=0)`` on a
 ``[1, D, h, w]`` map, i.e. it sums over the singleton *batch* axis, so ``obj`` is the ``[D, h, w]``
@@ -37,7 +41,10 @@ class Objective:
         self.mask = mask.reshape(-1)                         # bool [P]
         self.n = int(self.mask.sum())
         self.S = feats @ self.F                              # [V, P]
-        self.clu = None if clutter is None else (clutter.reshape(1, D) @ self.F)[0]   # [P]
+        if clutter is None:
+            self.clu = None
+        else:   # one vector (NeMo's mean) or a bank [K, D] (best clutter match per pixel)
+            self.clu = (clutter.reshape(-1, D) @ self.F).max(0).values                  # [P]
 
     @property
     def needs_maps(self) -> bool:

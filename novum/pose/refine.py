@@ -91,7 +91,9 @@ class PoseRefiner:
 
     ``model_or_volumes``: a :class:`~novum.model.NovumModel` or its :class:`~novum.volumes.NeuralVolumes`
     (meshes, class features, clutter). ``objective``: 'nemo' or 'upstream' (see
-    :mod:`novum.pose.objective`); ``clutter``: the clutter-aware loss. ``steps``: iterations after
+    :mod:`novum.pose.objective`); ``clutter``: the clutter-aware loss, False / True or "mean" (NeMo:
+    the mean clutter feature) / "max" (the best match over the clutter rows, as the head separates
+    object from clutter). ``steps``: iterations after
     which the lr is multiplied by 0.2 (NeMo: 100, 200 of 300; NOVUM: none). ``threads``: torch
     CPU threads during a refinement (the per-step tensors are small: one thread is fastest and
     leaves the cores to the classifier; None keeps the process setting; note that torch's thread
@@ -114,7 +116,10 @@ class PoseRefiner:
                              "import it with mesh_dir=CAD_single to estimate pose")
         self.config = config
         self.volumes = volumes
-        self.objective, self.clutter = objective, bool(clutter)
+        if clutter not in (None, False, True, "mean", "max"):
+            raise InputError(f"unknown clutter mode {clutter!r}; use mean or max")
+        self.objective = objective
+        self.clutter = "mean" if clutter is True else (clutter or None)
         self.iterations, self.lr, self.betas, self.steps = int(iterations), float(lr), tuple(betas), tuple(steps)
         self.device = torch.device(device)
         self.threads = threads
@@ -130,6 +135,7 @@ class PoseRefiner:
         with torch.no_grad():
             clutter_rows = volumes.clutter.detach().float()
             self.mean_clutter = torch.nn.functional.normalize(clutter_rows.mean(0), dim=0).to(self.device)
+            self.clutter_rows = clutter_rows.to(self.device)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -188,8 +194,9 @@ class PoseRefiner:
     def objective_for(self, features, label: int, box=None) -> Objective:
         if not 0 <= int(label) < len(self.classes):
             raise InputError(f"class index {label} out of range (the model has {len(self.classes)} classes)")
+        clutter = {None: None, "mean": self.mean_clutter, "max": self.clutter_rows}[self.clutter]
         return Objective(self.class_features(label), self._features(features), self._mask(box), self.objective,
-                         self.mean_clutter if self.clutter else None)
+                         clutter)
 
     def init_losses(self, obj: Objective, label: int) -> Tensor:
         g = self.grid_cache(label)
