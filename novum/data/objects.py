@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from novum.data.shapes import (Shape, beam, box, decal_on_face, ellipsoid, frustum, hexa, loft,
-                               wheel_ring)
+                               ring_points, wheel_ring)
 
 Builder = Callable[[np.random.Generator, float, float, float], Shape]
 
@@ -472,6 +472,33 @@ def distractor(rng, hx, hy, hz) -> Shape:
         r = min(hx, hy)
         frustum(s, (0, 0, -hz), (0, 0, hz), r, r * rng.uniform(0.05, 0.3), c0, n=10)
         box(s, (-r * 1.2, -r * 1.2, -hz), (r * 1.2, r * 1.2, -hz * 0.85), c1)
+    return s
+
+
+def background_object(rng) -> Shape:
+    """A thing in the background of a training scene, of none of the classes and unlike the occluder
+    distractors: 1-3 irregular prisms (3-7 sided, tapered, twisted, on any axis) or tilted planks,
+    stacked or leaning together. Size about 1 (object units)."""
+    s = Shape()
+    for i in range(int(rng.integers(1, 4))):
+        col = rand_color(rng, sat=(0, 1), val=(0.15, 1))
+        base = rng.normal(0, 0.35, 3) + np.array([0, 0, 0.5 * i])
+        if rng.uniform() < 0.3:    # a plank
+            d = rng.normal(0, 1, 3)
+            d /= np.linalg.norm(d)
+            beam(s, base - d * rng.uniform(0.4, 0.9), base + d * rng.uniform(0.4, 0.9), rng.uniform(0.08, 0.25), col,
+                 depth=rng.uniform(0.02, 0.1))
+            continue
+        k = int(rng.integers(3, 8))
+        axis = rng.normal(0, 1, 3)
+        axis /= np.linalg.norm(axis)
+        half = rng.uniform(0.15, 0.6)
+        r1, r2 = rng.uniform(0.15, 0.5), rng.uniform(0.15, 0.5)
+        phase = rng.uniform(0, 2 * np.pi)
+        ring0 = ring_points(base - axis * half, axis, r1, r2, k, phase)
+        taper = rng.uniform(0.4, 1.2)
+        ring1 = ring_points(base + axis * half, axis, r1 * taper, r2 * taper, k, phase + rng.uniform(-0.3, 0.3))
+        loft(s, ring0, ring1, col)
     return s
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from novum.config import ModelConfig, small_config
 from novum.data.backgrounds import background, texture
 from novum.data.corruptions import CORRUPTIONS, corrupt
 from novum.data.keypoints import annotate, class_mesh
-from novum.data.objects import build_object
+from novum.data.objects import background_object, build_object
 from novum.data.occluders import LEVELS, occlude
 from novum.data.projection import camera_position_pascal
 from novum.data.render import compile_shape, render
@@ -46,6 +47,7 @@ class SyntheticConfig:
     theta_deg: float = 10.0               # |theta| <= this (normal, sigma = half of it)
     supersample: int = 2
     fill: tuple[float, float] = (0.97, 1.0)
+    background_objects: tuple[int, int] = (0, 0)   # rendered non-class things behind the object: U{lo..hi} per scene
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -58,6 +60,10 @@ class SyntheticConfig:
             raise InputError(f"severity {self.severity} is out of range; use 1..5")
         if self.per_class < 1:
             raise InputError(f"per_class must be >= 1 (got {self.per_class})")
+        lo, hi = (int(v) for v in self.background_objects)
+        if not 0 <= lo <= hi <= 8:
+            raise InputError(f"background_objects {list(self.background_objects)} must be [lo, hi] with 0 <= lo <= hi <= 8")
+        self.background_objects = (lo, hi)
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
 
 
@@ -148,6 +154,8 @@ class SyntheticDataset:
         if big is not None:
             tex, bg = big(tex, (th, tw)), big(bg, (th, tw))
         rgb = rgb * tex
+        if c.background_objects[1] > 0:   # own stream: scenes without them keep their pixels
+            add_background_objects(bg, np.random.default_rng(self._seed(label, j, 3000)), c.background_objects, self.focal)
         img = bg * (1 - alpha[..., None]) + rgb
         img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0, 4))
         ann = annotate(self.mesh(label)[0], pose64, self.focal, (h, w))
@@ -194,6 +202,24 @@ def _pad_to(size: tuple[int, int]):
         return np.pad(img, ((top, H - h - top), (left, W - w - left), (0, 0)), mode="reflect")
 
     return pad
+
+
+def add_background_objects(bg: np.ndarray, rng: np.random.Generator, count: tuple[int, int], focal: float) -> None:
+    """Render U{count} :func:`~novum.data.objects.background_object` s into ``bg`` (in place), anywhere
+    in the frame, at 0.25-0.7x the class objects' scale. They are drawn before the object, so they
+    never occlude it: the scene stays unoccluded, only its clutter is richer."""
+    h, w = bg.shape[:2]
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        model = compile_shape(background_object(rng))
+        pose = np.array([rng.uniform(0, 2 * np.pi), np.deg2rad(rng.uniform(-10, 50)), np.deg2rad(rng.normal(0, 10)),
+                         5.0 / rng.uniform(0.25, 0.7)])
+        light = rng.normal(0, 0.5, 3) + np.array([0, 0, 1.0])
+        rgb, alpha = render(model, pose, focal, (h, w), light / np.linalg.norm(light), ambient=rng.uniform(0.3, 0.6))
+        shift = np.float32([[1, 0, rng.uniform(-0.45, 0.45) * w], [0, 1, rng.uniform(-0.45, 0.45) * h]])
+        rgb = cv2.warpAffine(rgb * texture(rng, h, w), shift, (w, h))
+        alpha = cv2.warpAffine(alpha, shift, (w, h))
+        bg *= 1 - alpha[..., None]
+        bg += rgb
 
 
 def mask_box(mask: np.ndarray, ann: dict | None = None) -> np.ndarray:

@@ -64,6 +64,7 @@ class TrainConfig:
     clutter_loss: float = 0.0           # weight of the clutter-vs-object term (0 = upstream's objective)
     masking: float = 0.0                # share of training images given block-mosaic masking (novum.training.masking)
     masking_frac: tuple[float, float] = (0.2, 0.7)   # range of the share of object-box blocks masked
+    occluders: float = 0.0              # share of training images given pasted occluder patches (held-out family)
     momentum: float = 0.9
     distance_thr: float | None = None   # px; None: 48 * H / 640 (upstream's 48 px at 640x800)
     max_vertices: int | None = None     # contrastive term on <= this many visible vertices per image (None: all)

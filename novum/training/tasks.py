@@ -16,7 +16,24 @@ from novum.training.config import TrainConfig
 from novum.training.data import PackedSamples
 from novum.training.dist import DistContext
 from novum.training.loss import novum_loss
-from novum.training.masking import apply_mosaic, block_masks, cell_mask, hidden_keypoints
+from novum.training.masking import (OccluderPatches, apply_mosaic, block_masks, cell_mask, hidden_keypoints,
+                                   pixel_cells)
+
+
+def synthetic_occlusion(cfg: TrainConfig, patches: "OccluderPatches | None", batch: dict[str, Tensor], mc,
+                        generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    """The batch's images with the configured training occlusion, and the occluded cells [B, h*w]
+    (None when off). Both tasks call it, so NOVUM and the baseline see the same images."""
+    images, occluded = batch["images"], None
+    if cfg.masking > 0:
+        blocks = block_masks(batch["boxes"], mc.input_size, cfg.masking, tuple(cfg.masking_frac), generator)
+        images = apply_mosaic(images, blocks, generator)
+        occluded = cell_mask(blocks, mc.feature_size, mc.stride)
+    if patches is not None:
+        images, pix = patches.paste(images, batch["boxes"], cfg.occluders, generator)
+        cells = pixel_cells(pix, mc.feature_size, mc.stride)
+        occluded = cells if occluded is None else occluded | cells
+    return images, occluded
 
 
 def _wrap(module: nn.Module, dist: DistContext) -> nn.Module:
@@ -60,6 +77,7 @@ class NovumTask:
         dist.broadcast_(self.model.volumes.bank)
         dist.broadcast_(self.model.volumes.clutter)
         self.net = _wrap(self.model.backbone, dist)
+        self.patches = OccluderPatches(seed=cfg.seed) if cfg.occluders > 0 else None
         self.clutter_ptr = 0
         self._last = None
 
@@ -75,11 +93,9 @@ class NovumTask:
 
     def step(self, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         mc = self.model.config
-        images, visible, occluded = batch["images"], batch["visible"], None
-        if self.cfg.masking > 0:
-            blocks = block_masks(batch["boxes"], mc.input_size, self.cfg.masking, tuple(self.cfg.masking_frac), generator)
-            images = apply_mosaic(images, blocks, generator)
-            occluded = cell_mask(blocks, mc.feature_size, mc.stride)
+        visible = batch["visible"]
+        images, occluded = synthetic_occlusion(self.cfg, self.patches, batch, mc, generator)
+        if occluded is not None:
             visible = visible & ~hidden_keypoints(batch["kp"].cpu(), occluded, mc.feature_size, mc.stride).to(visible.device)
         f = self.net(self._input(images))
         out = novum_loss(f, batch["kp"], visible, batch["labels"], batch["background"],
@@ -146,6 +162,7 @@ class BaselineTask:
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.net = _wrap(self.model, dist)
+        self.patches = OccluderPatches(seed=cfg.seed) if cfg.occluders > 0 else None
         self.criterion = nn.CrossEntropyLoss()
 
     def _input(self, images: Tensor) -> Tensor:
@@ -159,11 +176,7 @@ class BaselineTask:
         self.model.train()
 
     def step(self, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        images = batch["images"]
-        if self.cfg.masking > 0:   # the same synthetic masking as NOVUM's, so both see the same data
-            mc = self.model.config
-            blocks = block_masks(batch["boxes"], mc.input_size, self.cfg.masking, tuple(self.cfg.masking_frac), generator)
-            images = apply_mosaic(images, blocks, generator)
+        images, _ = synthetic_occlusion(self.cfg, self.patches, batch, self.model.config, generator)
         logits = self.net(self._input(images))
         loss = self.criterion(logits, batch["labels"])
         acc = float((logits.argmax(1) == batch["labels"]).float().mean())
