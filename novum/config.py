@@ -45,6 +45,7 @@ class BackboneConfig:
     decoder_out: int = 256
     feature_dim: int = 128
     stages: int = 4
+    cell_mlp: int = 0
 
     def __post_init__(self) -> None:
         self.layers = tuple(int(v) for v in self.layers)  # type: ignore[assignment]
@@ -149,14 +150,14 @@ def upstream_config() -> ModelConfig:
 
 def small_config(classes: tuple[str, ...] = PASCAL3D_CLASSES, input_size: tuple[int, int] = (128, 160),
                  extents: tuple[tuple[float, ...], ...] | None = None, vertices: int = 200,
-                 width: int = 32, feature_dim: int = 64, stages: int = 4) -> ModelConfig:
+                 width: int = 32, feature_dim: int = 64, stages: int = 4, cell_mlp: int = 0) -> ModelConfig:
     """A CPU-sized variant of the same structure: ResNet-18-style basic blocks, narrow decoder."""
     from novum.mesh import default_extents, mesh_counts
 
     extents = extents or tuple(default_extents(c) for c in classes)
     n_list = tuple(mesh_counts(e, vertices) for e in extents)
     bb = BackboneConfig(arch="resnetext18s", block="basic", layers=(2, 2, 2, 2), width=width,
-                        decoder_out=2 * width, feature_dim=feature_dim, stages=stages)
+                        decoder_out=2 * width, feature_dim=feature_dim, stages=stages, cell_mlp=cell_mlp)
     h = input_size[0]
     return ModelConfig(classes=tuple(classes), n_list=n_list, max_n=max(n_list), n_clutter=256,
                        extents=extents, input_size=input_size, focal=3000.0 * h / 640.0, backbone=bb)

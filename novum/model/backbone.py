@@ -79,14 +79,31 @@ class ResNetExt(nn.Module):
         return self.upsample2(self.upsample1(self.upsample0(x3), x2), x1)
 
 
+class CellMLP(nn.Module):
+    """Two 1x1 conv -> BN -> ReLU layers: more capacity per feature cell without widening what it sees."""
+
+    def __init__(self, cin: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(cin, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+                                    nn.Conv2d(hidden, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
 class NovumBackbone(nn.Module):
-    """NetE2E: ``net`` (ResNetExt) + ``out_layer`` Linear(decoder_out, D)."""
+    """NetE2E: ``net`` (ResNetExt) + ``out_layer`` Linear(decoder_out, D); with ``cell_mlp`` > 0 a
+    :class:`CellMLP` sits between them (not in upstream's structure)."""
 
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.net = ResNetExt(cfg)
-        self.out_layer = nn.Linear(cfg.decoder_out, cfg.feature_dim)
+        width = cfg.decoder_out
+        if cfg.cell_mlp:
+            self.cell_mlp = CellMLP(cfg.decoder_out, cfg.cell_mlp)
+            width = cfg.cell_mlp
+        self.out_layer = nn.Linear(width, cfg.feature_dim)
 
     def forward(self, x: Tensor, bias: bool = False) -> Tensor:
         """Unit features [B, D, H/8, W/8] from a normalised image batch.
@@ -95,6 +112,8 @@ class NovumBackbone(nn.Module):
         training path applied it with the bias (``bias=True`` reproduces that).
         """
         m = self.net(x)
+        if self.cfg.cell_mlp:
+            m = self.cell_mlp(m)
         w = self.out_layer.weight[:, :, None, None]
         m = F.conv2d(m, w, self.out_layer.bias if bias else None)
         return F.normalize(m, p=2, dim=1)

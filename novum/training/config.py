@@ -48,6 +48,7 @@ class TrainConfig:
     width: int = 32
     feature_dim: int = 64
     stages: int = 4                # backbone depth: 4 = upstream (stride 32 + decoder), 2 = stride 8, no decoder
+    cell_mlp: int = 0              # width of a 1x1-conv MLP before the projection (0: none, as upstream)
     # optimisation
     epochs: int = 10
     batch_size: int = 32
@@ -62,6 +63,7 @@ class TrainConfig:
     noise_weight: float = 0.1
     n_noise: int = 5
     clutter_loss: float = 0.0           # weight of the clutter-vs-object term (0 = upstream's objective)
+    class_loss: float = 0.0             # weight of the class-level term (0 = upstream's objective)
     masking: float = 0.0                # share of training images given block-mosaic masking (novum.training.masking)
     masking_frac: tuple[float, float] = (0.2, 0.7)   # range of the share of object-box blocks masked
     occluders: float = 0.0              # share of training images given pasted occluder patches (held-out family)
@@ -98,7 +100,8 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         return small_config(classes=self.classes, input_size=self.input_size, vertices=self.vertices,
-                            width=self.width, feature_dim=self.feature_dim, stages=self.stages)
+                            width=self.width, feature_dim=self.feature_dim, stages=self.stages,
+                            cell_mlp=self.cell_mlp)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,6 +14,11 @@ for every sampled background feature ``n``, ``-log(sum_clutter exp(n.c/T) / sum_
 over the clutter rows and the real vertex rows, i.e. a background cell must match clutter better than
 any object vertex. Upstream has no such term (``clutter_loss`` = 0 reproduces its objective).
 
+With ``class_loss`` > 0 a class-level term is added for the same visible vertices: all real rows of
+the image's class are positives, ``-log(sum_class exp(x.r/T) / sum_all exp(x.r/T))`` (clutter rows
+weighted as above). The head votes with the winning row's class, so what a cell must get right is
+its class, not its exact vertex; the vertex term keeps the finer correspondence pose needs.
+
 Differences from upstream, on purpose: the mask is built fresh per batch (upstream's persistent
 ``zeros`` buffer kept stale blocks), padded keypoints are never gathered (upstream gathered at -1),
 and the background term averages over real vertex rows only (padding rows are fixed random vectors).
@@ -80,19 +85,28 @@ def near_same_class(kp: Tensor, n_real: Tensor, thr: float) -> Tensor:
     return near
 
 
+def base_mask(n_list: tuple[int, ...], max_n: int, n_clutter: int, clutter_weight: float,
+              device: torch.device | str = "cpu") -> Tensor:
+    """Additive logit mask [C*max_n + n_clutter] shared by every vertex: -inf on padding rows,
+    log(clutter_weight) on clutter rows, 0 on real vertex rows."""
+    n_tab = torch.tensor(n_list, device=device)
+    rows = len(n_list) * max_n
+    local = torch.arange(max_n, device=device)
+    padding = (local[None, :] >= n_tab[:, None]).reshape(rows)
+    base = torch.zeros(rows + n_clutter, device=device)
+    base[:rows][padding] = float("-inf")
+    base[rows:] = math.log(clutter_weight)
+    return base
+
+
 def logit_mask(kp: Tensor, labels: Tensor, select: Tensor, n_list: tuple[int, ...], max_n: int,
                n_clutter: int, thr: float, clutter_weight: float = 0.005) -> Tensor:
     """Additive mask [N, C*max_n + n_clutter] for the N selected (image, vertex) pairs (``select``
     bool [B, max_n], row-major order): -inf = excluded, log(clutter_weight) on clutter rows."""
-    C = len(n_list)
     device = kp.device
     n_tab = torch.tensor(n_list, device=device)
-    rows = C * max_n
     local = torch.arange(max_n, device=device)
-    padding = (local[None, :] >= n_tab[:, None]).reshape(rows)                     # [C*max_n]
-    base = torch.zeros(rows + n_clutter, device=device)
-    base[:rows][padding] = float("-inf")
-    base[rows:] = math.log(clutter_weight)
+    base = base_mask(n_list, max_n, n_clutter, clutter_weight, device)
     near = near_same_class(kp, n_tab[labels], thr)                                  # [B, max_n, max_n]
     b_idx, _ = select.nonzero(as_tuple=True)
     near_sel = near[select]                                                         # [N, max_n]
@@ -108,7 +122,7 @@ def novum_loss(features: Tensor, kp: Tensor, visible: Tensor, labels: Tensor, ba
                temperature: float = 0.07, clutter_weight: float = 0.005, noise_weight: float = 0.1,
                n_noise: int = 5, generator: torch.Generator | None = None,
                with_accuracy: bool = False, max_vertices: int | None = None,
-               clutter_loss: float = 0.0, occluded: Tensor | None = None) -> LossOutput:
+               clutter_loss: float = 0.0, occluded: Tensor | None = None, class_loss: float = 0.0) -> LossOutput:
     """The training objective on a batch of unit feature maps [B, D, h, w] (see module docstring).
 
     ``memory`` is ``[C*max_n + n_clutter, D]`` as it was before this batch's bank update (no grad);
@@ -137,6 +151,14 @@ def novum_loss(features: Tensor, kp: Tensor, visible: Tensor, labels: Tensor, ba
     target = labels[b_idx] * max_n + k_idx
     if xs.shape[0]:
         contrast = torch.nn.functional.cross_entropy(logits, target)
+        if class_loss > 0:
+            base = base_mask(n_list, max_n, n_clutter, clutter_weight, memory.device)
+            raw = torch.addmm(base.expand(xs.shape[0], -1), xs, memory.T, alpha=1.0 / temperature)
+            own = torch.full_like(raw, float("-inf"))
+            cols = labels[b_idx][:, None] * max_n + torch.arange(max_n, device=raw.device)[None]
+            real = torch.arange(max_n, device=raw.device)[None] < torch.tensor(n_list, device=raw.device)[labels[b_idx]][:, None]
+            own.scatter_(1, cols, torch.gather(raw, 1, cols).masked_fill(~real, float("-inf")))
+            contrast = contrast + class_loss * (torch.logsumexp(raw, 1) - torch.logsumexp(own, 1)).mean()
         acc = float((logits[:256].detach().argmax(1) == target[:256]).float().mean()) if with_accuracy else float("nan")
     else:  # no visible vertex in the batch: only the background term trains
         contrast = features.sum() * 0.0

@@ -102,7 +102,7 @@ class NovumTask:
                          self.model.volumes.memory(), mc.n_list, mc.max_n, mc.stride, self.cfg.thr,
                          self.cfg.temperature, self.cfg.clutter_weight, self.cfg.noise_weight,
                          self.cfg.n_noise, generator, with_accuracy=True, max_vertices=self.cfg.max_vertices,
-                         clutter_loss=self.cfg.clutter_loss, occluded=occluded)
+                         clutter_loss=self.cfg.clutter_loss, occluded=occluded, class_loss=self.cfg.class_loss)
         self._last = (out, batch["labels"])
         stats = {"nce": float(out.contrast), "bg": float(out.background), "vacc": out.accuracy}
         if self.cfg.clutter_loss > 0:
