@@ -221,6 +221,19 @@ def markdown_table(rep: EvalReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def column_names(paths: list[str], kind: str) -> list[str]:
+    """Table column per model: ``kind`` alone for one model, else ``kind:<name>`` with as many trailing
+    path parts as make the names distinct (two run folders' ``model.safetensors`` stay two columns)."""
+    if len(paths) <= 1:
+        return [kind] * len(paths)
+    parts = [Path(p).parts or (str(p),) for p in paths]
+    for k in range(1, max(len(x) for x in parts) + 1):
+        names = ["/".join(x[-k:]) for x in parts]
+        if len(set(names)) == len(names):
+            break
+    return [f"{kind}:{n}" for n in names]
+
+
 def run(models: list[str], baselines: list[str], per_class: int = 50, seed: int = 0, severity: int = 3,
         splits=SPLITS, cache_dir: str | None = None, use_boxes: bool = False, device: str = "cpu",
         threads: int = 0, workers: int = 1, json_path: str | None = None, md_path: str | None = None,
@@ -228,12 +241,10 @@ def run(models: list[str], baselines: list[str], per_class: int = 50, seed: int 
     """Open the models, render/load the splits, evaluate, print and write the table."""
     preds: list[Predictor] = []
     try:
-        for m in models:
-            preds.append(open_predictor(m, "NOVUM" if len(models) == 1 else f"NOVUM:{Path(m).name}", device,
-                                        use_boxes, threads))
-        for b in baselines:
-            p = open_predictor(b, "baseline" if len(baselines) == 1 else f"baseline:{Path(b).name}", device,
-                               False, threads)
+        for m, name in zip(models, column_names(models, "NOVUM")):
+            preds.append(open_predictor(m, name, device, use_boxes, threads))
+        for b, name in zip(baselines, column_names(baselines, "baseline")):
+            p = open_predictor(b, name, device, False, threads)
             if p.kind != "baseline":
                 raise InputError(f"{b}: --baseline expects a file from novum-train --baseline; pass NOVUM models with --model")
             preds.append(p)

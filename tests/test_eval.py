@@ -116,3 +116,10 @@ def test_baseline_alone_is_compared_with_the_demo_model(tmp_path, monkeypatch, c
     monkeypatch.setenv("NOVUM_CACHE", str(tmp_path / "nc"))
     assert main(["--baseline", str(baseline), "--per-class", "1", "--splits", "clean", "--no-progress"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "| split | images | NOVUM | baseline |"
+def test_models_with_the_same_file_name_stay_separate_columns():
+    from novum.eval import column_names
+
+    assert column_names(["runs/a/model.safetensors"], "NOVUM") == ["NOVUM"]
+    assert column_names(["runs/a/model.safetensors", "runs/b/model.safetensors"], "NOVUM") == [
+        "NOVUM:a/model.safetensors", "NOVUM:b/model.safetensors"]
+    assert column_names(["x/m1.onnx", "y/m2.onnx"], "baseline") == ["baseline:m1.onnx", "baseline:m2.onnx"]

@@ -103,7 +103,44 @@ def test_grid_cache_is_smaller_than_feature_prerender(refiner, small_model):
     assert cache.nbytes < 144 * D * h * w * 4 / 4
 
 
-@pytest.mark.parametrize("objective,clutter", [("upstream", False), ("nemo", True), ("upstream", True)])
+def test_clutter_bank_is_the_best_clutter_match_per_pixel(refiner, small_model):
+    """A [K, D] clutter bank scores each pixel by its best clutter row; one row is NeMo's mean vector."""
+    label = 2
+    feats = refiner.class_features(label)
+    D = feats.shape[1]
+    g = torch.Generator().manual_seed(1)
+    F = torch.nn.functional.normalize(torch.randn(D, *small_model.config.feature_size, generator=g), dim=0)
+    bank = torch.nn.functional.normalize(torch.randn(5, D, generator=g), dim=1)
+    mask = torch.ones(small_model.config.feature_size, dtype=torch.bool)
+    o = Objective(feats, F, mask, "nemo", bank)
+    per_row = torch.stack([(b[:, None] * F.reshape(D, -1)).sum(0) for b in bank])
+    assert torch.allclose(o.clu, per_row.max(0).values, atol=1e-6)
+    assert torch.allclose(Objective(feats, F, mask, "nemo", bank[1]).clu, per_row[1], atol=1e-6)
+    # a pixel that matches clutter better than the object costs the same whatever the view
+    from novum.pose.camera import camera_position_from_spherical_angles
+    fr = refiner.renderer(label).fragments(camera_position_from_spherical_angles(5.0, 0.2, 0.8), torch.tensor([0.1]))
+    obj = o.pixel_obj(fr.pix, fr.vidx, fr.bary)
+    assert float(o.loss(fr.pix, fr.vidx, fr.bary)) <= 1.0 + 1e-6 and torch.isfinite(obj).all()
+
+
+def test_refiner_clutter_modes(small_model):
+    assert PoseRefiner(small_model, clutter=True).clutter == "mean"
+    assert PoseRefiner(small_model, clutter="max").clutter == "max"
+    assert PoseRefiner(small_model, clutter=False).clutter is None
+    with pytest.raises(InputError, match="unknown clutter mode"):
+        PoseRefiner(small_model, clutter="median")
+
+
+def test_pose_cli_clutter_flag():
+    from novum.pose.cli import build_parser
+    p = build_parser()
+    assert p.parse_args(["x.png"]).clutter is None
+    assert p.parse_args(["x.png", "--clutter"]).clutter == "mean"
+    assert p.parse_args(["x.png", "--clutter", "max"]).clutter == "max"
+
+
+@pytest.mark.parametrize("objective,clutter", [("upstream", False), ("nemo", True), ("upstream", True),
+                                               ("nemo", "max")])
 def test_variants_run(small_model, objective, clutter):
     ref = PoseRefiner(small_model, objective=objective, clutter=clutter, iterations=5, steps=(3,))
     res = ref.refine(ref.render((2.0, 0.5, 0.0, 5.0), 3), 3)

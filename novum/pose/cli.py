@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="Adam steps after the grid init (default 100)")
     p.add_argument("--objective", choices=("nemo", "upstream"), default="nemo",
                    help="'upstream' reproduces NOVUM's sum(dim=0) objective exactly")
-    p.add_argument("--clutter", action="store_true", help="clutter-aware loss (NeMo)")
+    p.add_argument("--clutter", nargs="?", const="mean", choices=("mean", "max"),
+                   help="clutter-aware loss: 'mean' (NeMo: one mean clutter feature; the default of a bare "
+                        "--clutter) or 'max' (a pixel's best match over the clutter rows)")
     p.add_argument("--restarts", type=int, default=1, help="refine from this many distinct grid views, keep the best")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
