@@ -291,6 +291,9 @@ def no_rendering(monkeypatch):
     ("augment=\"yes\"", "augment"), ("data.per_class=0", "data.per_class"), ("classes=[]", "classes"),
     ("data.options={\"occlusion\":\"L9\"}", "data.options"), ("data.options={\"bogus\":1}", "data.options"),
     ("n_noise=100000", "n_noise"), ("data.bogus=1", "data.bogus"), ("threads=0", "threads"),
+    ("stages=5", "stages"), ("cell_mlp=-1", "cell_mlp"), ("clutter_loss=-0.1", "clutter_loss"),
+    ("class_loss=\"x\"", "class_loss"), ("masking=2", "masking"), ("masking_frac=[0.8,0.2]", "masking_frac"),
+    ("occluders=-1", "occluders"), ("data.options={\"background_objects\":[3,1]}", "data.options"),
 ])
 def test_config_errors_fail_fast_with_one_line_and_leave_nothing(tmp_path, capsys, monkeypatch, no_rendering,
                                                                  override, key):
