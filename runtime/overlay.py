@@ -30,10 +30,11 @@ def text_block(img: np.ndarray, lines: list[tuple[str, float, tuple[int, int, in
 
 def draw(frame: np.ndarray, pred: Prediction, crop: Crop, fps: float | None, latency_ms: float | None,
          model_view: np.ndarray | None = None, framer: Framer | None = None, show_box: bool = True,
-         smoothed: Prediction | None = None) -> np.ndarray:
+         smoothed: Prediction | None = None, vote_box: list[float] | None = None) -> np.ndarray:
     """Annotate ``frame`` in place (and return it). ``model_view``: an input-sized image (part colours
     or a wireframe drawn on the model input) pasted back over the crop area. ``smoothed``: the
-    temporally smoothed decision, shown as the headline with this frame's own label below it."""
+    temporally smoothed decision, shown as the headline with this frame's own label below it.
+    ``vote_box``: the box around the cells voting for the label (frame pixels), drawn in its colour."""
     if model_view is not None and framer is not None:
         framer.paste(frame, model_view, crop)
     if show_box:
@@ -43,6 +44,9 @@ def draw(frame: np.ndarray, pred: Prediction, crop: Crop, fps: float | None, lat
     head = smoothed if smoothed is not None else pred
     conf = head.confidence
     colour = (80, 220, 80) if conf >= 0.5 else (60, 200, 240) if conf >= 0.25 else (200, 200, 200)
+    if vote_box is not None:   # the object as NOVUM sees it: around the cells voting for the label
+        x0, y0, x1, y1 = (int(round(v)) for v in vote_box)
+        cv2.rectangle(frame, (x0, y0), (x1 - 1, y1 - 1), colour, 2, cv2.LINE_AA)
     lines = [(f"{head.label}  {100 * conf:.0f}% of votes" + (" (smoothed)" if smoothed is not None else ""), 1.0, colour)]
     if smoothed is not None:
         lines.append((f"this frame: {pred.label}  {100 * pred.confidence:.0f}%", 0.7, (210, 210, 210)))

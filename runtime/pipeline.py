@@ -42,6 +42,7 @@ from novum.runtime.pose import PoseWorker, pose_record
 from novum.runtime.results import Prediction, predict, vote_shares
 from novum.runtime.sinks import JsonlSink, VideoSink
 from novum.runtime.smoothing import Smoother, Smoothing, flicker
+from novum.runtime.votes import vote_box
 from novum.runtime.sources import Frame, Source
 
 _END = object()
@@ -299,8 +300,9 @@ class Pipeline:
             pose_rec = self._pose_step(item, decided, summary.frames) if self.pose is not None else None
             if self.interrupted.is_set():
                 break                                                # Ctrl-C while waiting for a pose
-            annotated = self._annotate(item, pred, smoothed, fps) if (video or o.show) else None
-            record = self._record(item, pred, smoothed, pose_rec, now) if log else None
+            box = self._vote_box(item, decided)
+            annotated = self._annotate(item, pred, smoothed, fps, box) if (video or o.show) else None
+            record = self._record(item, pred, smoothed, pose_rec, now, box) if log else None
             if video:
                 video.write(annotated)
             if log:
@@ -323,14 +325,28 @@ class Pipeline:
         best = int(np.argmax(shares))
         return Prediction(self.classes[best], best, float(shares[best]), [], pred.coverage, pred.scores)
 
-    def _annotate(self, item: _Item, pred: Prediction, smoothed: Prediction | None, fps: float | None) -> np.ndarray:
+    def _vote_box(self, item: _Item, decided: Prediction) -> list[float] | None:
+        """The box (x0, y0, x1, y1, frame pixels) around the cells voting for the shown label: the
+        object as NOVUM sees it (:mod:`novum.runtime.votes`). None without a 'vertex' output or votes."""
+        vertex = item.outputs.get("vertex") if item.outputs else None
+        if vertex is None:
+            return None
+        meta = self.backend.metadata
+        b = vote_box(vertex[0], decided.index, int(meta["max_n"]), int(meta.get("stride", 8)))
+        if b is None:
+            return None
+        corners = item.crop.to_frame(np.array([[b[0], b[1]], [b[2], b[3]]], np.float64), self.backend.input_size)
+        return [round(float(v), 1) for v in corners.reshape(-1)]
+
+    def _annotate(self, item: _Item, pred: Prediction, smoothed: Prediction | None, fps: float | None,
+                  box: list[float] | None = None) -> np.ndarray:
         frame = item.frame.image   # a fresh array per frame: annotate in place
         view = None
         if self.blend_parts is not None:
             view = self.blend_parts(item.image.copy(), item.outputs["vertex"][0], self.backend.metadata, self.opts.parts_alpha)
         if self.pose is not None and self.pose.shown is not None:
             view = self.pose.draw(view if view is not None else item.image.copy())
-        return draw(frame, pred, item.crop, fps, item.model_ms, view, self.framer, smoothed=smoothed)
+        return draw(frame, pred, item.crop, fps, item.model_ms, view, self.framer, smoothed=smoothed, vote_box=box)
 
     def _pose_step(self, item: _Item, decided: Prediction, n: int) -> dict[str, Any] | None:
         """Ask for a pose when due; returns the pose record to log with this frame, if any.
@@ -360,7 +376,7 @@ class Pipeline:
         return rec
 
     def _record(self, item: _Item, pred: Prediction, smoothed: Prediction | None, pose: dict[str, Any] | None,
-                now: float) -> dict[str, Any]:
+                now: float, box: list[float] | None = None) -> dict[str, Any]:
         f = item.frame
         rec: dict[str, Any] = {"frame": f.index, "timestamp": None if f.timestamp is None else round(f.timestamp, 6)}
         if f.name:
@@ -371,6 +387,8 @@ class Pipeline:
                                "confidence": round(smoothed.confidence, 6), **self.opts.smoothing.record()}
         rec["latency_ms"] = {"model": round(item.model_ms, 3), "pipeline": round((now - item.t_capture) * 1000, 3)}
         rec["crop"] = [round(v, 2) for v in (item.crop.x0, item.crop.y0, item.crop.w, item.crop.h)]
+        if item.outputs is not None and "vertex" in item.outputs:
+            rec["box"] = box          # votes for the shown label: [x0, y0, x1, y1] frame pixels, or null
         if pose is not None:
             rec["pose"] = pose
         return rec

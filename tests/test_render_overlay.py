@@ -84,3 +84,17 @@ def test_screenshot_frame(tmp_path):
     for u, v in uv * 4:
         if 2 <= u < 638 and 2 <= v < 510:
             assert red[int(v) - 2:int(v) + 3, int(u) - 2:int(u) + 3].any()
+
+
+def test_vote_box_is_drawn_in_the_label_colour():
+    from novum.runtime.results import predict
+
+    classes = ["a", "b"]
+    frame = np.zeros((100, 120, 3), np.uint8)
+    pred = predict({"scores": np.array([[0.01, 0.09]], np.float32)}, 0, classes)     # 90% of votes: green
+    crop = Framer((96, 128)).crop_for(frame.shape[:2])
+    overlay.draw(frame, pred, crop, None, None, show_box=False, vote_box=[60.0, 40.0, 110.0, 90.0])
+    green = (frame[..., 1] > 150) & (frame[..., 0] < 120) & (frame[..., 2] < 120)
+    assert green[40:90, 60].mean() > 0.9 and green[40:90, 109].mean() > 0.9       # left and right edges
+    assert green[40, 60:110].mean() > 0.9 and green[89, 60:110].mean() > 0.9       # top and bottom edges
+    assert not green[50:80, 70:100].any()                                          # an outline, not a fill

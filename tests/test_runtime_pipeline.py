@@ -21,6 +21,7 @@ from novum.runtime.cli import main
 from novum.runtime.results import predict, vote_shares
 from novum.runtime.run import StreamError
 from novum.runtime.sources import open_source
+from novum.runtime.votes import vote_box
 
 
 def framed(video: Path, input_size, roi=None, framing=None) -> np.ndarray:
@@ -75,9 +76,17 @@ def test_torch_end_to_end_with_roi(video, tmp_path):
     with load(small_native(), device="cpu") as b:
         framing, _ = roi_framing(b.metadata)      # the checkpoint records none: measured on the generator
         ref = b.infer(framed(video, b.input_size, roi, framing))
-        classes = b.classes
+        classes, max_n, (H, W) = b.classes, int(b.metadata["max_n"]), b.input_size
     recs = records(tmp_path / "out.jsonl")
     check_records(recs, ref, classes, 5, atol=1e-6)
+    # the vote box: the cells voting for the label, mapped from the model input back into the frame
+    for i, r in enumerate(recs):
+        v = vote_box(ref["vertex"][i], r["class_index"], max_n, 8)
+        x, y, w, h = r["crop"]
+        want = None if v is None else [x + v[0] * w / W, y + v[1] * h / H, x + v[2] * w / W, y + v[3] * h / H]
+        assert "box" in r and (r["box"] is None) == (want is None)
+        if want is not None:
+            assert r["box"] == pytest.approx(want, abs=0.1)
     x, y, w, h = recs[0]["crop"]                  # the box's dominant side fills object_fill of the crop
     assert max(45 / h, 60 / w) == pytest.approx(framing["object_fill"], abs=0.01)
 
