@@ -13,11 +13,12 @@ from novum.config import PASCAL3D_CLASSES, small_config
 from novum.data import objects
 from novum.data.occluders import occlude
 from novum.model import NovumModel
+from novum.runtime.votes import class_cells, vote_box
 from novum.training.datasets import synthetic_key
 from novum.training.loss import novum_loss
 from novum.training.masking import (BLOCK, OccluderPatches, apply_mosaic, block_masks, cell_mask, hidden_keypoints,
                                     pixel_cells)
-from runtime.votes import class_cells, vote_box
+from test_train import loss_batch
 
 
 def test_occluders_never_draw_a_target_class():
@@ -119,24 +120,12 @@ def test_occluder_patches_cover_only_where_they_say():
     assert torch.equal(same, img) and not mask0.any()
 
 
-def _loss_inputs(seed=0):
-    torch.manual_seed(seed)
-    B, D, h, w = 2, 8, 4, 5
-    n_list, max_n = (3, 2), 3
-    f = torch.nn.functional.normalize(torch.randn(B, D, h, w), dim=1).requires_grad_(True)
-    memory = torch.nn.functional.normalize(torch.randn(2 * 3 + 4, D), dim=1)
-    kp = torch.tensor([[[0, 0], [8, 8], [16, 16]], [[0, 30], [24, 0], [0, 0]]])
-    vis = torch.tensor([[True, True, False], [True, True, False]])
-    bg = torch.ones(B, h * w, dtype=torch.bool)
-    return f, kp, vis, bg, memory, n_list, max_n
-
-
 def _rows_valid(n_list, max_n):
     return (torch.arange(max_n)[None] < torch.tensor(n_list)[:, None]).reshape(-1)
 
 
 def test_clutter_term_is_background_matching_clutter_before_any_vertex():
-    f, kp, vis, bg, memory, n_list, max_n = _loss_inputs()
+    f, kp, vis, bg, memory, n_list, max_n = loss_batch()
     memory = torch.cat([memory[:6], torch.nn.functional.normalize(torch.randn(8, 8), dim=1)])   # 8 clutter rows
     lab, T = torch.tensor([0, 1]), 0.07
     off = novum_loss(f, kp, vis, lab, bg, memory, n_list, max_n, 8, thr=1.0, n_noise=4,
@@ -168,7 +157,7 @@ def test_clutter_term_is_background_matching_clutter_before_any_vertex():
 
 def test_class_term_is_the_class_level_contrast():
     """class_loss adds -log(sum_own-class exp(x.r/T) / sum_all exp(x.r/T)) over the visible vertices."""
-    f, kp, vis, bg, memory, n_list, max_n = _loss_inputs()
+    f, kp, vis, bg, memory, n_list, max_n = loss_batch()
     lab, T, cw = torch.tensor([0, 1]), 0.07, 0.005
     base = novum_loss(f, kp, vis, lab, bg, memory, n_list, max_n, 8, thr=1.0, n_noise=2)
     cls = novum_loss(f, kp, vis, lab, bg, memory, n_list, max_n, 8, thr=1.0, n_noise=2, class_loss=0.5)

@@ -66,8 +66,10 @@ def test_near_same_class_ignores_padding_vertices():
     assert near[0].tolist() == [[False, True, False], [True, False, False], [False, False, False]]
 
 
-def test_loss_target_rows_and_gradient():
-    torch.manual_seed(0)
+def loss_batch(seed: int = 0):
+    """A tiny loss input: unit features [2, 8, 4, 5] (with grad), keypoints, visibility, background,
+    a memory of 2 classes x 3 rows + 4 clutter rows; returns (f, kp, vis, bg, memory, n_list, max_n)."""
+    torch.manual_seed(seed)
     B, D, h, w = 2, 8, 4, 5
     n_list, max_n = (3, 2), 3
     f = torch.nn.functional.normalize(torch.randn(B, D, h, w), dim=1).requires_grad_(True)
@@ -75,6 +77,12 @@ def test_loss_target_rows_and_gradient():
     kp = torch.tensor([[[0, 0], [8, 8], [16, 16]], [[0, 30], [24, 0], [0, 0]]])
     vis = torch.tensor([[True, True, False], [True, True, False]])
     bg = torch.ones(B, h * w, dtype=torch.bool)
+    return f, kp, vis, bg, memory, n_list, max_n
+
+
+def test_loss_target_rows_and_gradient():
+    f, kp, vis, bg, memory, n_list, max_n = loss_batch()
+    B, D = f.shape[:2]
     out = novum_loss(f, kp, vis, torch.tensor([0, 1]), bg, memory, n_list, max_n, 8, thr=1.0, n_noise=2,
                      generator=torch.Generator().manual_seed(0))
     out.loss.backward()
