@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -292,6 +293,7 @@ class Pipeline:
             now = time.perf_counter()
             if self._t_start is None:
                 self._t_start = now - item.model_ms / 1000
+                self._check_roi(item.frame.image.shape[:2])
             recent.append(now)
             fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
             pred = predict(item.outputs, 0, self.classes, o.topk)
@@ -316,6 +318,15 @@ class Pipeline:
                 self._show(annotated)
             if self.quit:
                 break
+
+    def _check_roi(self, frame_hw: tuple[int, int]) -> None:
+        """Warn once when most of --roi lies outside the frame: likely coordinates of another frame size."""
+        inside = self.framer.roi_inside(frame_hw)
+        if inside < 0.5:
+            x, y, w, h = self.framer.roi  # type: ignore[misc]
+            print(f"warning: only {100 * inside:.0f}% of --roi {x:g} {y:g} {w:g} {h:g} lies inside the "
+                  f"{frame_hw[1]}x{frame_hw[0]} frame; --roi is the object's box in this frame's pixels "
+                  f"(the rest is padded with zeros)", file=sys.stderr, flush=True)
 
     def _smooth(self, pred: Prediction) -> Prediction | None:
         """The smoothed decision (label, index, confidence = smoothed share), or None when off."""

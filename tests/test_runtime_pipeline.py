@@ -159,6 +159,17 @@ def test_bad_input_one_line_errors(tmp_path, capsys, video):
                                                                        show="--show")
 
 
+def test_roi_mostly_outside_the_frame_is_warned_about(capsys, video):
+    """The README's example --roi (for a larger camera frame) on a smaller video: said once, the run goes on."""
+    for roi, warned in (((160, 120, 160, 120), True), ((60, 50, 60, 45), False), ((180, 140, 80, 60), False)):
+        rc = main(["--model", str(small_onnx()), "--source", str(video), "--roi", *map(str, roi), "--max-frames", "2",
+                   "--no-show", "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 0
+        assert (err.count("warning: only 25% of --roi 160 120 160 120 lies inside the 240x180 frame") == 1) == warned, err
+        assert ("lies inside" in err) == warned, err
+
+
 def test_a_run_that_fails_before_any_frame_writes_no_jsonl(tmp_path, capsys, video):
     bad = tmp_path / "imgs"
     bad.mkdir()

@@ -89,6 +89,16 @@ class Framer:
         cy = y + rh / 2 - self.centre_offset[1] * h
         return Crop(cx - w / 2, cy - h / 2, w, h)
 
+    def roi_inside(self, frame_hw: tuple[int, int]) -> float:
+        """The fraction of the ``roi`` box's area inside a frame of ``frame_hw`` (1.0 without a roi)."""
+        if self.roi is None:
+            return 1.0
+        fh, fw = frame_hw
+        x, y, rw, rh = self.roi
+        iw = max(0.0, min(x + rw, fw) - max(x, 0.0))
+        ih = max(0.0, min(y + rh, fh) - max(y, 0.0))
+        return iw * ih / (rw * rh)
+
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, Crop]:
         """uint8 BGR frame [h, w, 3] -> (model input [H, W, 3], the crop used)."""
         if frame.ndim == 2:
