@@ -1,18 +1,22 @@
-"""ONNX Runtime CPU: INT8 (Q/DQ) vs fp32 latency, measured side by side in one run.
+"""ONNX Runtime CPU: int8 vs fp32 speed of both models, timed side by side, with the CPU's int8 flags.
 
-    python benchmarks/int8_speed.py                       # the bundled demo model, batch 1
-    python benchmarks/int8_speed.py --model m.safetensors --threads 1 2 --batch 1 8 --rounds 7
+    python benchmarks/int8_speed.py                       # demo model + upstream layout (640x800), batch 1
+    python benchmarks/int8_speed.py --models demo --threads 1 2 --repeats 5 --out results/int8_speed
 
-Both sessions are created once; timed blocks alternate fp32 / INT8 for ``--rounds`` rounds so that
-load from other processes hits both alike; the median per-frame latency over the rounds is reported.
-The CPU's int8 dot-product extensions are printed (ONNX Runtime's INT8 kernels are fast with
-AVX-512 VNNI / AVX-VNNI / AMX; with AVX2 alone they use the slower u8s8 path).
-``--cpu-ceiling`` also times an asymmetric uint8-activation quantization of the same backbone:
-ONNX Runtime's best CPU recipe, which TensorRT cannot use (non-zero zero points); a reference only.
+The one command a machine with AVX-512 VNNI runs to check the targets of issue 16 (int8 at least
+2.0x fp32 for the upstream layout at 640x800, at least 1.2x for the demo model): for each model
+the fp32 ONNX is exported, the int8 graphs are made by ``novum.calibration`` (both targets, one
+calibration on synthetic frames, no gate: the upstream layout has random weights here), then fp32
+and the ONNX Runtime int8 graph are timed in alternating blocks (:func:`novum.runtime.speed.compare_speed`),
+``--repeats`` times; each repeat's ratio is the median of its rounds, and the table gives the
+median and the spread over repeats. ``--trt-graph`` also times the TensorRT int8 graph on ONNX
+Runtime (its convolutions run in fp32 there: it is for TensorRT). The CPU's flags are printed with
+the numbers: without VNNI (AVX2 only) int8 cannot be expected to pay.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -20,99 +24,95 @@ from pathlib import Path
 
 import numpy as np
 
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
-    want = [f for f in flags if "vnni" in f or f.startswith("amx") or f in ("avx2", "avx512f", "avx512bw")]
-    return f"{model}; {' '.join(sorted(set(want))) or 'no AVX2/AVX-512/VNNI'}"
+DEFAULT_SAMPLES = {"demo": 64, "upstream": 8}
 
 
-def session(path: Path, threads: int):
-    import onnxruntime as ort
+def build(name: str, work: Path, samples: int, log) -> tuple[dict[str, Path], str]:
+    """fp32 + both int8 graphs of ``name`` (``demo``: the bundled model; ``upstream``: the upstream
+    layout, ResNet-50 at 640x800, random weights; or a checkpoint path)."""
+    import torch
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    from novum.bundled import demo_model_path
+    from novum.calibration.quantize import quantize_targets
+    from novum.checkpoint import load_model
+    from novum.config import upstream_config
+    from novum.contracts.int8 import ONNXRUNTIME, TENSORRT
+    from novum.export.onnx import export_onnx
+    from novum.model import NovumModel
 
-
-def cpu_ceiling(fp32: Path, out: Path, frames: np.ndarray) -> Path:
-    """Asymmetric QUInt8 activations, Conv/Relu/Add/MaxPool/Concat/Resize in the backbone (not for TensorRT)."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from novum.calibration.readers import OrtCalibrationReader
-    from novum.calibration.recipe import find_parts
-
-    pre = out.with_name(out.stem + "_pre.onnx")
-    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    ops = ("Conv", "Relu", "Add", "MaxPool", "Concat", "Resize")
-    nodes = find_parts(onnx.load(str(pre)), op_types=ops).backbone
-    quantize_static(str(pre), str(out), OrtCalibrationReader(frames, batch=8), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(ops), per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
-    return out
+    if name == "upstream":
+        torch.manual_seed(0)
+        model = NovumModel(upstream_config(), generator=torch.Generator().manual_seed(0)).eval()
+    else:
+        model = load_model(demo_model_path() if name == "demo" else Path(name))
+    cfg = model.config
+    stem = Path(name).stem
+    t = time.perf_counter()
+    fp32 = export_onnx(model, work / f"{stem}.onnx")
+    made = quantize_targets(fp32, work / f"{stem}_int8.onnx", samples=samples, gate=False, log=log)
+    what = f"{stem} ({cfg.backbone.arch}, {cfg.input_size[0]}x{cfg.input_size[1]}, {samples} calibration frames)"
+    log(f"{what}: exported and quantized in {time.perf_counter() - t:.0f}s")
+    return {"fp32": fp32, "int8": made[ONNXRUNTIME].path, "int8_trt": made[TENSORRT].path}, what
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="native checkpoint (default: the bundled demo model)")
-    p.add_argument("--int8", help="an existing INT8 ONNX of the same model (default: made here, calib demo)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 0], help="intra-op threads to test (0 = ORT default)")
-    p.add_argument("--batch", type=int, nargs="+", default=[1])
-    p.add_argument("--rounds", type=int, default=7, help="alternating fp32/int8 rounds (default 7)")
-    p.add_argument("--iters", type=int, default=20, help="inferences per timed block (default 20)")
-    p.add_argument("--cpu-ceiling", action="store_true", help="also time ORT's asymmetric uint8 recipe (not for TensorRT)")
+    p.add_argument("--models", nargs="+", default=["demo", "upstream"],
+                   help="demo, upstream (ResNet-50 layout at 640x800, random weights) or checkpoint paths")
+    p.add_argument("--threads", type=int, nargs="+", default=[0], help="intra-op threads (0 = ONNX Runtime's default)")
+    p.add_argument("--repeats", type=int, default=3, help="independent comparisons per model and thread count")
+    p.add_argument("--rounds", type=int, default=5, help="alternating fp32 / int8 blocks per comparison")
+    p.add_argument("--samples", type=int, default=0, help="calibration frames (default: demo 64, upstream 8)")
+    p.add_argument("--trt-graph", action="store_true", help="also time the TensorRT int8 graph on ONNX Runtime")
     p.add_argument("--workdir", help="where the ONNX files go (default: a temporary folder)")
+    p.add_argument("--out", help="write OUT.md and OUT.json")
     a = p.parse_args(argv)
 
     import logging
 
     logging.getLogger().setLevel(logging.ERROR)
-    from novum.bundled import demo_model_path
-    from novum.calibration.quantize import quantize_int8
     from novum.calibration.readers import synthetic_frames
-    from novum.checkpoint import load_model
-    from novum.export.onnx import export_onnx
+    from novum.contracts.onnx_file import read_metadata
+    from novum.runtime.speed import compare_speed, cpu_info
 
-    ckpt = Path(a.model) if a.model else demo_model_path()
+    log = lambda s: print(s, file=sys.stderr)  # noqa: E731
     work = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="novum-int8-speed-"))
     work.mkdir(parents=True, exist_ok=True)
-    model = load_model(ckpt)
-    cfg = model.config
-    fp32 = export_onnx(model, work / f"{ckpt.stem}.onnx")
-    int8 = Path(a.int8) if a.int8 else quantize_int8(fp32, work / f"{ckpt.stem}_int8.onnx", allow_degraded=True,
-                                                      log=lambda s: print(s, file=sys.stderr))
-    frames = synthetic_frames(cfg, max(max(a.batch), 8), seed=1, split="val").frames
-    variants = {"fp32": fp32, "int8": int8}
-    if a.cpu_ceiling:
-        variants["int8 u8-asym (CPU only)"] = cpu_ceiling(fp32, work / f"{ckpt.stem}_int8_u8.onnx", frames)
-    print(f"model {ckpt.name} ({cfg.backbone.arch}, {cfg.input_size[0]}x{cfg.input_size[1]}); CPU: {cpu_flags()}")
-    print("| threads | batch | variant | median ms / frame | vs fp32 |\n|---:|---:|---|---:|---:|")
-    for threads in a.threads:
-        sess = {k: session(v, threads) for k, v in variants.items()}
-        for b in a.batch:
-            x = np.ascontiguousarray(frames[:b])
-            for s in sess.values():
-                for _ in range(3):
-                    s.run(None, {"images": x})
-            times: dict[str, list[float]] = {k: [] for k in sess}
-            for _ in range(a.rounds):
-                for k, s in sess.items():
-                    t = time.perf_counter()
-                    for _ in range(a.iters):
-                        s.run(None, {"images": x})
-                    times[k].append((time.perf_counter() - t) / (a.iters * b) * 1000)
-            base = float(np.median(times["fp32"]))
-            for k, ts in times.items():
-                m = float(np.median(ts))
-                print(f"| {threads or 'default'} | {b} | {k} | {m:.2f} | {base / m:.2f}x |", flush=True)
+    cpu = cpu_info()
+    lines = [f"CPU: {cpu.line()}", f"ONNX Runtime CPU provider, batch 1; fp32 and int8 timed in alternating blocks, "
+             f"{a.rounds} rounds per comparison, {a.repeats} comparisons (spread = min-max of their medians)", "",
+             "| model | threads | variant | fp32 ms | int8 ms | int8 / fp32 speed | spread over repeats |",
+             "|---|---:|---|---:|---:|---:|---|"]
+    rows = []
+    for name in a.models:
+        files, what = build(name, work, a.samples or DEFAULT_SAMPLES.get(name, 8), log)
+        frame = synthetic_frames(read_metadata(files["fp32"])["config"], 1, seed=1, split="val").frames
+        variants = ["int8"] + (["int8_trt"] if a.trt_graph else [])
+        for threads in a.threads:
+            for v in variants:
+                reps = [compare_speed(files["fp32"], files[v], frame, rounds=a.rounds, threads=threads)
+                        for _ in range(a.repeats)]
+                ratios = [r.speedup for r in reps]
+                row = {"model": what, "threads": threads or "default", "variant": v,
+                       "fp32_ms": float(np.median([np.median(r.fp32_ms) for r in reps])),
+                       "int8_ms": float(np.median([np.median(r.int8_ms) for r in reps])),
+                       "speedup": float(np.median(ratios)), "repeats": ratios,
+                       "rounds": [r.ratios for r in reps]}
+                rows.append(row)
+                label = "ONNX Runtime int8 graph" if v == "int8" else "TensorRT int8 graph (on ONNX Runtime)"
+                line = (f"| {what} | {row['threads']} | {label} | {row['fp32_ms']:.1f} | {row['int8_ms']:.1f} | "
+                        f"{row['speedup']:.2f}x | {min(ratios):.2f}-{max(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)}) |")
+                lines.append(line)
+                print(line, flush=True)
+    if cpu.int8_note():
+        lines += ["", f"Note: {cpu.int8_note()}."]
+    text = "\n".join(lines)
+    print("\n" + text)
+    if a.out:
+        out = Path(a.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(text + "\n")
+        out.with_suffix(".json").write_text(json.dumps({"cpu": cpu.line(), "vnni": cpu.vnni, "rows": rows}, indent=2) + "\n")
     return 0
 
 

@@ -36,11 +36,11 @@ class GateReport:
     def passed(self) -> bool:
         return self.agreement >= self.threshold
 
-    def table(self) -> str:
+    def table(self, title: str = "INT8 accuracy gate") -> str:
         acc = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
         drop = "-" if self.acc_fp32 is None else f"{100 * (self.acc_fp32 - self.acc_int8):+.1f} pts"
         return "\n".join([
-            f"INT8 accuracy gate on {self.source}:",
+            f"{title} on {self.source}:",
             "| top-1 agreement int8 vs fp32 | threshold | accuracy fp32 | accuracy int8 | drop | max score err | same vertex |",
             "|---:|---:|---:|---:|---:|---:|---:|",
             f"| {100 * self.agreement:.1f}% | {100 * self.threshold:.1f}% | {acc(self.acc_fp32)} | {acc(self.acc_int8)} | "

@@ -1,28 +1,72 @@
-"""What gets quantized, and the checks that the result is what TensorRT and ONNX Runtime need.
+"""What gets quantized for each INT8 target, and the checks that the graph is what its runtime fuses.
 
-Recipe (README, "INT8"): symmetric INT8 (zero points 0: TensorRT's ONNX parser accepts
-QuantizeLinear / DequantizeLinear only with zero points 0), per-channel weights, fp32 biases (TensorRT dequantizes no int32), Q/DQ format, on the
-backbone only; Q/DQ on the inputs of each Conv, and on its output only where that is exact
-(:func:`settle_output_qdq`); one Q/DQ pair per consumer (:func:`dedicate_qdq`). The backbone is found in the
-graph, not by node names: it is every node upstream of the feature projection, the Conv whose
-output the L2 normalisation (ReduceL2) reads. The projection itself, the normalisation, the
-prototype MatMuls, ReduceMax / ArgMax and the score sums stay fp32: quantizing the matching
-flips top-1 (class margins are ~1e-3).
+The backbone is found in the graph, never by node names (a retrained or reshaped model needs no
+change here): it is every node upstream of the feature projection, the Conv whose output the L2
+normalisation (the one ReduceL2) reads; the projection belongs to it. The head (normalisation,
+prototype MatMuls, ReduceMax / ArgMax, score sums) stays fp32 in every target: class margins are
+small, and the head's cost is measured apart (``benchmarks/int8_head.py``).
+
+Both targets: per-channel symmetric int8 weights (zero point 0), fp32 biases (TensorRT dequantizes
+no int32), ONNX Runtime's ``quantize_static`` in QDQ format on ranges calibrated once.
+
+- ``tensorrt`` (TensorRT's explicit-quantization rules): symmetric int8 activations (zero points
+  0); Q/DQ on the inputs of every Conv and on the *residual* input of every Add, none on Conv
+  outputs, so TensorRT fuses Conv + Add + ReLU and the quantization of the next layer's input into
+  one int8 kernel; no Q/DQ pair is left that TensorRT would have to run on its own
+  (:func:`trt_placement_issues`). 8-bit weights (TensorRT's kernels accumulate in int32).
+- ``onnxruntime`` (ONNX Runtime's x86 int8 kernels): uint8 activations with zero points, Q/DQ
+  around every backbone op (Conv, Add, Concat, pooling, Resize) so each fuses into an int8 kernel
+  (QLinearConv, QLinearAdd, QLinearConcat, uint8 MaxPool / Resize); the ReLU after a Conv folds
+  into the Conv's output quantization (zero point at 0). 7-bit weights: without VNNI the u8 x s8
+  kernels add pairs of products in int16, which saturates with 8-bit weights.
+
+The two disagree exactly where a ReLU follows a Conv: ONNX Runtime fuses a Conv into QLinearConv
+only when a Q follows it directly, and with zero point 0 (TensorRT's) that Q cannot stand in for
+the ReLU, which then runs on its own between int8 tensors; TensorRT fuses Conv + ReLU + Q anyway.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from novum.contracts.int8 import ONNXRUNTIME, TENSORRT
 from novum.errors import NovumError
 
-# Op types quantized inside the backbone: the convolutions carry the compute.
-OP_TYPES = ("Conv",)
+RECIPE_VERSION = "v4"
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# Ops whose output lies within their input's range: their output takes the input's quantization
+# (ONNX Runtime then runs them on uint8 and drops the Q/DQ around them).
+PASSTHROUGH = ("MaxPool", "Resize", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice")
 HEAD_OPS = ("MatMul", "ReduceMax", "ArgMax", "ReduceL2", "ReduceSum", "Div", "Gather", "GatherElements", "Equal", "Where")
-RECIPE_VERSION = "qdq-s8s7-perchannel-backbone-v3"
+
+
+@dataclass(frozen=True)
+class TargetRecipe:
+    target: str
+    op_types: tuple[str, ...]          # quantize_static's op_types_to_quantize
+    activations: str                   # "int8" | "uint8"
+    symmetric_activations: bool
+    weight_bits: int                   # 8, or 7 (reduce_range)
+    exclude_outputs: tuple[str, ...] = ()   # OpTypesToExcludeOutputQuantization
+
+    def describe(self) -> str:
+        zp = "zero points 0" if self.symmetric_activations else "zero points calibrated"
+        return (f"{self.activations} activations ({zp}), per-channel int8 weights ({self.weight_bits}-bit), "
+                f"fp32 biases; Q/DQ on {', '.join(self.op_types)}")
+
+
+RECIPES = {
+    TENSORRT: TargetRecipe(TENSORRT, ("Conv", "Add"), "int8", True, 8, exclude_outputs=("Conv", "Add")),
+    ONNXRUNTIME: TargetRecipe(ONNXRUNTIME, ("Conv", "Add", "Relu", "Clip", "MaxPool", "AveragePool", "Concat",
+                                            "Resize"), "uint8", False, 7),
+}
+# Every tensor either recipe may quantize is calibrated in one pass.
+CALIBRATED_OPS = tuple(sorted({op for r in RECIPES.values() for op in r.op_types} | set(PASSTHROUGH)))
 
 
 class QuantizeError(NovumError):
@@ -31,9 +75,10 @@ class QuantizeError(NovumError):
 
 @dataclass
 class GraphParts:
-    backbone: list[str]            # names of the nodes upstream of the projection (quantizable ops only)
+    backbone: list[str]            # every node upstream of the features, the projection included
+    convs: list[str]               # the backbone's Conv nodes, projection included, in graph order
     projection: str                # the projection Conv
-    features: str                  # the projection's output tensor (pre-normalisation features)
+    features: str                  # the tensor the L2 normalisation reads
     head: list[str] = field(default_factory=list)   # every node downstream of ``features``
 
 
@@ -46,8 +91,8 @@ def _index(graph: onnx.GraphProto) -> tuple[dict[str, onnx.NodeProto], dict[str,
     return producer, consumers
 
 
-def find_parts(model: onnx.ModelProto, op_types: tuple[str, ...] = OP_TYPES) -> GraphParts:
-    """Split a novum graph into the backbone (to quantize) and the head (kept fp32)."""
+def find_parts(model: onnx.ModelProto) -> GraphParts:
+    """Split a novum graph (fp32 or Q/DQ) into the backbone and the head (kept fp32)."""
     g = model.graph
     _ensure_names(g)
     producer, consumers = _index(g)
@@ -57,13 +102,14 @@ def find_parts(model: onnx.ModelProto, op_types: tuple[str, ...] = OP_TYPES) -> 
                             f"is this a novum-export fp32 ONNX?")
     features = norms[0].input[0]
     proj = producer.get(features)
+    while proj is not None and proj.op_type in ("DequantizeLinear", "QuantizeLinear"):
+        proj = producer.get(proj.input[0])            # a quantized projection output
     if proj is None or proj.op_type != "Conv":
         raise QuantizeError("the feature normalisation does not read a Conv output; is this a novum-export fp32 ONNX?")
     up: set[str] = set()
-    stack = [i for i in proj.input]
+    stack = [features]
     while stack:
-        t = stack.pop()
-        n = producer.get(t)
+        n = producer.get(stack.pop())
         if n is None or n.name in up:
             continue
         up.add(n.name)
@@ -77,8 +123,9 @@ def find_parts(model: onnx.ModelProto, op_types: tuple[str, ...] = OP_TYPES) -> 
                 seen.add(n.name)
                 down.append(n.name)
                 stack.extend(n.output)
-    backbone = [n.name for n in g.node if n.name in up and n.op_type in op_types]
-    return GraphParts(backbone, proj.name, features, down)
+    backbone = [n.name for n in g.node if n.name in up]
+    convs = [n.name for n in g.node if n.name in up and n.op_type == "Conv"]
+    return GraphParts(backbone, convs, proj.name, features, down)
 
 
 def _ensure_names(g: onnx.GraphProto) -> None:
@@ -92,158 +139,198 @@ def _ensure_names(g: onnx.GraphProto) -> None:
             used.add(name)
 
 
-def dedicate_qdq(model: onnx.ModelProto) -> int:
-    """Give every consumer of a shared activation Q -> DQ pair its own pair (same scale and zero point).
+def tie_passthrough_ranges(model: onnx.ModelProto, ranges: dict[str, Any]) -> int:
+    """Give each pass-through op's output (MaxPool, Resize, reshapes) its input's calibrated range.
 
-    ONNX Runtime's x86 CPU path fuses DQ -> Conv -> Q into QLinearConv only after turning the int8
-    Q/DQ pair in front of it into uint8, which it does only for a Q with a single DQ consumer; the
-    quantizer shares one pair between a block's convolutions and its residual Add. Copies get their
-    own scale / zero-point initializers, else ONNX Runtime's constant sharing and common
-    subexpression elimination merge them back. Values are unchanged; TensorRT sees the same
-    quantization. Returns the number of pairs added.
+    ``ranges``: tensor -> ONNX Runtime ``TensorData``, changed in place; returns how many were tied.
+    Exact: a max or an interpolation of values never leaves their range. With equal scales ONNX
+    Runtime runs these ops on uint8 instead of dequantizing around them.
+    """
+    tied = 0
+    for n in model.graph.node:        # graph order: a chain of them inherits the first input's range
+        if n.op_type in PASSTHROUGH and n.input and n.input[0] in ranges and n.output[0] in ranges:
+            ranges[n.output[0]] = ranges[n.input[0]]
+            tied += 1
+    return tied
+
+
+def trt_placement(model: onnx.ModelProto) -> tuple[int, int]:
+    """TensorRT's placement on top of the quantizer's: returns (pairs removed, consumers detached).
+
+    - At a residual Add the quantizer puts a Q/DQ pair on both inputs. The input a Conv produced
+      is the main branch, which TensorRT fuses with the Add (and the ReLU after it) into that
+      Conv's kernel, so its pair is removed (the first such input when both come from Convs, as
+      in a downsampling block); the residual input keeps its pair.
+    - The quantizer hands the dequantized tensor to every consumer of a quantized tensor. A
+      consumer that is neither a weighted layer nor a residual Add (a decoder Concat reading an
+      encoder output, say) gets the fp32 tensor back: a DQ there would run on its own.
     """
     g = model.graph
-    inits = {t.name: t for t in g.initializer}
     producer, consumers = _index(g)
-    nodes: list[onnx.NodeProto] = []
-    extra: list[onnx.TensorProto] = []
-    made = 0
-    for dq in list(g.node):
-        nodes.append(dq)
-        q = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear" or len(q.input) < 3 or q.input[1] not in inits \
-                or q.input[2] not in inits:
+    drop: set[str] = set()
+    for add in (n for n in g.node if n.op_type == "Add"):
+        pairs = []
+        for j, t in enumerate(add.input):
+            dq = producer.get(t)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is None or q.op_type != "QuantizeLinear":
+                break
+            pairs.append((j, dq, q, producer.get(q.input[0])))
+        if len(pairs) != len(add.input):
             continue
-        for k, user in enumerate(consumers.get(dq.output[0], [])[1:], 1):
-            names = []
-            for src in (q.input[1], q.input[2]):
-                t = onnx.TensorProto()
-                t.CopyFrom(inits[src])
-                t.name = f"{src}_c{k}"
-                extra.append(t)
-                names.append(t.name)
-            q2 = onnx.helper.make_node("QuantizeLinear", [q.input[0], *names], [f"{q.output[0]}_c{k}"], name=f"{q.name}_c{k}")
-            d2 = onnx.helper.make_node("DequantizeLinear", [q2.output[0], *names], [f"{dq.output[0]}_c{k}"],
-                                       name=f"{dq.name}_c{k}")
-            q2.attribute.extend(q.attribute)
-            d2.attribute.extend(dq.attribute)
-            nodes += [q2, d2]
-            for j, name in enumerate(user.input):
+        main = [p for p in pairs if p[3] is not None and p[3].op_type == "Conv"
+                and len(consumers.get(p[1].output[0], [])) == 1 and len(consumers.get(p[2].output[0], [])) == 1]
+        if main:
+            j, dq, q, _ = main[0]
+            add.input[j] = q.input[0]
+            drop.update((dq.name, q.name))
+    _remove_nodes(g, drop)
+    producer, consumers = _index(g)
+    inits = {t.name for t in g.initializer}
+    detached = 0
+    for dq in [n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] not in inits]:
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        for u in consumers.get(dq.output[0], []):
+            if _trt_fuses(u, dq.output[0], producer):
+                continue
+            for k, name in enumerate(u.input):
                 if name == dq.output[0]:
-                    user.input[j] = d2.output[0]
-            made += 1
-    del g.node[:]
-    g.node.extend(nodes)
-    g.initializer.extend(extra)
-    return made
-
-
-def settle_output_qdq(model: onnx.ModelProto) -> tuple[int, int]:
-    """Keep a Conv output's Q/DQ pair only where it costs no accuracy; returns (aligned, dropped).
-
-    ONNX Runtime's quantizer quantizes every Conv output (its CPU kernels need DQ -> Conv -> Q to
-    fuse QLinearConv). Where the output reaches, through ReLU / MaxPool only, Q nodes that share
-    one scale, the pair takes that scale: the second rounding is then exact (values below -max,
-    which the pair clips, are zeroed by the ReLU anyway) and the Conv still fuses. Elsewhere (the
-    residual branch before its Add, the decoder output feeding bilinear upsampling, and above all
-    the last conv whose output the fp32 feature projection reads) the pair is removed and the
-    consumers read the fp32 output: that is TensorRT's recommended placement (Q/DQ on the inputs
-    of quantized ops) and, measured on the demo model, it cuts the feature error ~7x.
-    """
-    g = model.graph
-    inits = {t.name: t for t in g.initializer}
+                    u.input[k] = q.input[0]
+            detached += 1
     producer, consumers = _index(g)
-    uses: dict[str, int] = {}
-    for n in g.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
-    aligned, drop = 0, set()
-    for q in g.node:
-        conv = producer.get(q.input[0]) if q.op_type == "QuantizeLinear" else None
-        if conv is None or conv.op_type != "Conv":
-            continue
-        dqs = consumers.get(q.output[0], [])
-        if len(dqs) != 1 or dqs[0].op_type != "DequantizeLinear":
-            continue
-        t = dqs[0].output[0]
-        while len(users := consumers.get(t, [])) == 1 and users[0].op_type in ("Relu", "MaxPool"):
-            t = users[0].output[0]
-        users = consumers.get(t, [])
-        ends_in_q = t != dqs[0].output[0] and users and all(
-            u.op_type == "QuantizeLinear" and u.input[1] in inits for u in users)
-        scales = {float(numpy_helper.to_array(inits[u.input[1]])) for u in users} if ends_in_q else set()
-        own_scale = q.input[1] in inits and dqs[0].input[1] == q.input[1] and uses.get(q.input[1], 0) == 2
-        if len(scales) == 1 and own_scale:
-            old = inits[q.input[1]]
-            old.CopyFrom(numpy_helper.from_array(
-                np.array(scales.pop(), dtype=numpy_helper.to_array(old).dtype), old.name))
-            aligned += 1
-            continue
-        for u in consumers.get(dqs[0].output[0], []):
-            for j, name in enumerate(u.input):
-                if name == dqs[0].output[0]:
-                    u.input[j] = q.input[0]
-        drop.update((q.name, dqs[0].name))
-    keep = [n for n in g.node if n.name not in drop]
+    unused = {n.name for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+              and not any(consumers.get(o) for o in n.output) and n.output[0] not in {o.name for o in g.output}}
+    while unused:          # a pair left without consumers
+        _remove_nodes(g, unused)
+        producer, consumers = _index(g)
+        unused = {n.name for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                  and not any(consumers.get(o) for o in n.output)}
+    return len(drop) // 2, detached
+
+
+def keep_outputs_fp32(model: onnx.ModelProto, convs: list[str]) -> int:
+    """Remove the Q/DQ pair on the output of each of ``convs`` (kept fp32 on purpose): their
+    consumers read the fp32 output. Else ONNX Runtime, seeing DQ -> Conv -> Q, quantizes the fp32
+    weights itself (per tensor) and runs the layer in int8 anyway. Returns the pairs removed."""
+    g = model.graph
+    producer, consumers = _index(g)
+    byname = {n.name: n for n in g.node}
+    drop: set[str] = set()
+    for name in convs:
+        out = byname[name].output[0]
+        for q in [u for u in consumers.get(out, []) if u.op_type == "QuantizeLinear"]:
+            for dq in [u for u in consumers.get(q.output[0], []) if u.op_type == "DequantizeLinear"]:
+                for u in consumers.get(dq.output[0], []):
+                    u.input[:] = [out if i == dq.output[0] else i for i in u.input]
+                drop.add(dq.name)
+            if all(u.name in drop for u in consumers.get(q.output[0], [])):
+                drop.add(q.name)
+    _remove_nodes(g, drop)
+    return len([d for d in drop if byname[d].op_type == "QuantizeLinear"])
+
+
+def _trt_fuses(user: onnx.NodeProto, tensor: str, producer: dict[str, onnx.NodeProto]) -> bool:
+    """Whether TensorRT fuses a DQ feeding ``user`` with ``tensor``: a weighted layer's data input,
+    or an Add whose other input(s) a Conv produces (the residual input)."""
+    if user.op_type in WEIGHTED:
+        return user.input[0] == tensor
+    if user.op_type == "Add":
+        others = [producer.get(i) for i in user.input if i != tensor]
+        return bool(others) and all(o is not None and o.op_type == "Conv" for o in others)
+    return False
+
+
+def _remove_nodes(g: onnx.GraphProto, names: set[str]) -> None:
+    keep = [n for n in g.node if n.name not in names]
     del g.node[:]
     g.node.extend(keep)
     used = {i for n in g.node for i in n.input}
-    kept_inits = [t for t in g.initializer if t.name in used]
+    kept = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
-    g.initializer.extend(kept_inits)
-    return aligned, len(drop) // 2
+    g.initializer.extend(kept)
+
+
+# ----------------------------------------------------------------------------------------------
+# checks
 
 
 @dataclass
 class QdqSummary:
+    target: str
     quantize: int                          # QuantizeLinear nodes
     dequantize: int                        # DequantizeLinear nodes
-    nonzero_zero_points: list[str]         # Q/DQ nodes whose zero point is not all 0 (must be empty)
+    bad_zero_points: list[str]             # Q/DQ nodes breaking the target's zero-point / type rules
     head_qdq: list[str]                    # head nodes touching Q/DQ (must be empty)
-    quantized_convs: int                   # Conv nodes whose weight comes through a DequantizeLinear
-    head_ops: dict[str, int]               # op type -> count of the fp32 head
+    quantized_convs: list[str]             # backbone Convs whose weight comes through a DequantizeLinear
+    fp32_convs: list[str]                  # backbone Convs with fp32 weights
+    placement: list[str] = field(default_factory=list)   # TensorRT placement problems (tensorrt target)
 
     @property
     def ok(self) -> bool:
-        return not self.nonzero_zero_points and not self.head_qdq and self.quantized_convs > 0
+        return not (self.bad_zero_points or self.head_qdq or self.placement) and bool(self.quantized_convs)
 
 
-def inspect_qdq(model: onnx.ModelProto) -> QdqSummary:
-    """Zero points, head precision and quantized convs of a Q/DQ graph (the TensorRT contract)."""
+def inspect_qdq(model: onnx.ModelProto, target: str) -> QdqSummary:
+    """Zero points, head precision, quantized convs and (TensorRT) Q/DQ placement of a Q/DQ graph."""
     g = model.graph
-    producer, consumers = _index(g)
+    producer, _ = _index(g)
     inits = {t.name: t for t in g.initializer}
     consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
-    bad = []
     qs = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    bad = []
     for n in qs:
-        if len(n.input) < 3 or not n.input[2]:
-            continue  # no zero point input = 0
-        zp = _const(n.input[2], inits, consts)
-        if zp is None or np.any(zp != 0):
+        zp = _const(n.input[2], inits, consts) if len(n.input) > 2 and n.input[2] else np.zeros((), np.uint8)
+        weight = n.op_type == "DequantizeLinear" and n.input[0] in inits
+        if zp is None or zp.dtype not in (np.int8, np.uint8):
             bad.append(n.name)
+        elif (target == TENSORRT or weight) and (zp.dtype != np.int8 or np.any(zp != 0)):
+            bad.append(n.name)     # TensorRT: int8, zero point 0; weights: symmetric int8 everywhere
     parts = find_parts(model)
     head = set(parts.head)
     head_qdq = []
     for n in g.node:
         if n.name not in head:
             continue
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") or any(
+                (p := producer.get(i)) is not None and p.op_type == "DequantizeLinear" and i != parts.features
+                for i in n.input):
             head_qdq.append(n.name)
-            continue
-        if any((p := producer.get(i)) is not None and p.op_type == "DequantizeLinear" for i in n.input):
-            head_qdq.append(n.name)
-    proj = next(n for n in g.node if n.name == parts.projection)
-    if any((p := producer.get(i)) is not None and p.op_type == "DequantizeLinear" for i in proj.input[1:]):
-        head_qdq.append(proj.name)  # the projection's weights must stay fp32 too
-    convs = sum(1 for n in g.node if n.op_type == "Conv" and len(n.input) > 1
-                and (p := producer.get(n.input[1])) is not None and p.op_type == "DequantizeLinear")
-    ops: dict[str, int] = {}
-    for n in g.node:
-        if n.name in head and n.op_type in HEAD_OPS:
-            ops[n.op_type] = ops.get(n.op_type, 0) + 1
-    return QdqSummary(sum(n.op_type == "QuantizeLinear" for n in qs), sum(n.op_type == "DequantizeLinear" for n in qs),
-                      bad, head_qdq, convs, ops)
+    byname = {n.name: n for n in g.node}
+    quantized, fp32 = [], []
+    for name in parts.convs:
+        w = producer.get(byname[name].input[1])
+        (quantized if w is not None and w.op_type == "DequantizeLinear" else fp32).append(name)
+    return QdqSummary(target, sum(n.op_type == "QuantizeLinear" for n in qs), sum(n.op_type == "DequantizeLinear" for n in qs),
+                      bad, head_qdq, quantized, fp32, trt_placement_issues(model) if target == TENSORRT else [])
+
+
+def trt_placement_issues(model: onnx.ModelProto) -> list[str]:
+    """Where a Q/DQ graph breaks TensorRT's explicit-quantization placement (empty: it follows it).
+
+    Every activation Q must feed DequantizeLinear nodes only, and every such DQ a weighted layer
+    (Conv, ConvTranspose, Gemm, MatMul) or an Add whose other input a Conv produces (the residual
+    input, fused into that Conv). Anything else is a Q/DQ pair TensorRT runs on its own.
+    """
+    g = model.graph
+    producer, consumers = _index(g)
+    inits = {t.name for t in g.initializer}
+    out = []
+    for q in (n for n in g.node if n.op_type == "QuantizeLinear"):
+        for u in consumers.get(q.output[0], []):
+            if u.op_type != "DequantizeLinear":
+                out.append(f"{q.name} feeds {u.op_type} {u.name} (not a DequantizeLinear)")
+    for dq in (n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] not in inits):
+        for u in consumers.get(dq.output[0], []):
+            if _trt_fuses(u, dq.output[0], producer):
+                continue
+            out.append(f"{dq.name} feeds {u.op_type} {u.name}: a Q/DQ pair TensorRT would run on its own")
+    return out
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(Counter(n.op_type for n in model.graph.node))
 
 
 def _const(name: str, inits, consts) -> np.ndarray | None:

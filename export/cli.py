@@ -18,7 +18,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="exports", help="where the files go (default: exports/)")
     p.add_argument("--name", help="file name stem (default: the checkpoint's)")
     p.add_argument("--fp16", action="store_true", help="also write an fp16 ONNX (precision in the graph) and engine")
-    p.add_argument("--int8", action="store_true", help="also write an int8 (Q/DQ) ONNX via novum.calibration")
+    p.add_argument("--int8", action="store_true",
+                   help="also write int8 (Q/DQ) ONNX graphs via novum.calibration: <name>_int8.onnx for ONNX Runtime on "
+                        "CPUs and <name>_int8_trt.onnx for TensorRT (the int8 engine is built from it)")
+    p.add_argument("--int8-target", choices=("both", "onnxruntime", "tensorrt"), default="both",
+                   help="which int8 graph(s) to write (default both; they share one calibration)")
+    p.add_argument("--int8-speed-rounds", type=int, default=5, metavar="N",
+                   help="time the ONNX Runtime int8 graph against fp32 on this CPU, N alternating rounds "
+                        "(default 5; 0: skip)")
     p.add_argument("--calib", help="int8 calibration data: 'demo' (synthetic frames of the model's classes, the "
                                    "default), a folder of images, a glob or a video; implies --int8")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="percentile",
@@ -75,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         int8 = args.int8 or args.calib is not None
         int8_options = {"calib": args.calib or "demo", "method": args.calib_method, "samples": args.calib_samples,
                         "seed": args.calib_seed, "holdout": args.calib_holdout, "threshold": args.int8_threshold,
-                        "allow_degraded": args.allow_degraded, "fallback": args.int8_fallback} if int8 else None
+                        "allow_degraded": args.allow_degraded, "fallback": args.int8_fallback,
+                        "targets": ("onnxruntime", "tensorrt") if args.int8_target == "both" else (args.int8_target,),
+                        "speed_rounds": args.int8_speed_rounds} if int8 else None
 
         res = export(args.checkpoint, args.output_dir, fp16=args.fp16, int8=int8, batch=args.batch,
                      imgsz=tuple(args.imgsz) if args.imgsz else None, engine=args.engine, workspace=args.workspace,

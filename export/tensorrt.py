@@ -15,9 +15,10 @@ from types import ModuleType
 from typing import Any, Callable
 
 from novum.contracts.cache import cache_dir
+from novum.contracts.int8 import TENSORRT, require_target
 from novum.contracts.onnx_file import INPUT_NAME, onnx_sha256, read_metadata
 from novum.contracts.sidecar import write_sidecar
-from novum.errors import NovumError
+from novum.errors import InputError, NovumError
 from novum.io import atomic_path, atomic_write_bytes
 
 HW_LEVELS = {"ampere_plus": "AMPERE_PLUS", "same_compute_capability": "SAME_COMPUTE_CAPABILITY"}
@@ -80,7 +81,14 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, options: Eng
     """Build ``engine_path`` (+ ``.json`` sidecar) from a novum ONNX file; returns the engine path.
 
     ``trt`` and ``gpu`` default to the installed ``tensorrt`` and CUDA device 0 (tests pass fakes).
+    An int8 file must be the TensorRT int8 graph (``int8_target`` tensorrt, ``novum.contracts.int8``).
     """
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    meta = read_metadata(onnx_path)
+    try:
+        require_target(meta, TENSORRT, onnx_path, "TensorRT")
+    except InputError as e:
+        raise EngineBuildError(str(e)) from None
     trt = trt or import_tensorrt()
     if trt is None:
         raise EngineBuildError("TensorRT is not installed; pip install '.[trt]' on a machine with an NVIDIA GPU")
@@ -88,8 +96,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, options: Eng
     if gpu is None:
         raise EngineBuildError("no CUDA GPU is visible; build the engine on the machine that will run it")
     o = options or EngineOptions()
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    meta = read_metadata(onnx_path)
     H, W = meta["input_size"]
     lo, opt, hi = o.min_batch, o.opt_batch or o.max_batch, o.max_batch
     if not 1 <= lo <= opt <= hi:

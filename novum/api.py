@@ -34,9 +34,10 @@ import cv2
 import numpy as np
 
 from novum.bundled import DEMO_CLIP, demo_clip_path, demo_model_path
-from novum.calibration.quantize import quantize_int8
+from novum.calibration.quantize import quantize_targets
 from novum.contracts.cache import cache_dir
 from novum.contracts.framing import Framer
+from novum.contracts.int8 import ONNXRUNTIME, TENSORRT
 from novum.contracts.onnx_file import DEFAULT_MAX_BATCH, OPSET
 from novum.errors import InputError
 from novum.export.fp16 import convert_fp16
@@ -51,6 +52,7 @@ from novum.runtime import run as running
 from novum.runtime.backends import backend_kind
 from novum.runtime.gstreamer import CaptureOptions
 from novum.runtime.pipeline import RunSummary
+from novum.runtime.speed import compare_speed, speed_report
 
 NATIVE = {".safetensors", ".pth", ".pt"}     # checkpoints: exported to ONNX (cached) before novum-run runs them
 
@@ -62,6 +64,7 @@ class ExportResult:
     engine_skipped: str | None = None                         # why no engine was built
     triton: dict[str, Path] = field(default_factory=dict)     # Triton model name -> folder (--triton)
     verify: Any = None                                        # VerifyReport with --verify
+    int8_speed: Any = None                                    # SpeedComparison of the int8 graph on this CPU
     timings: dict[str, float] = field(default_factory=dict)   # step -> seconds
     source: Path | None = None
     source_sha256: str = ""
@@ -83,7 +86,10 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
     """Export a checkpoint (native ``.safetensors`` or upstream ``.pth``; default: the demo model).
 
     ``engine=None`` builds TensorRT engines when TensorRT and a GPU are present, else says why not.
-    ``int8_options`` go to ``novum.calibration.quantize.quantize_int8`` (calib, method, samples, ...).
+    ``int8_options`` go to ``novum.calibration.quantize.quantize_targets`` (targets, calib, method, samples,
+    ...; ``speed_rounds``: rounds of the int8 vs fp32 timing on this CPU, 0 = none). ``int8`` writes one
+    graph per target (``<stem>_int8.onnx`` for ONNX Runtime, ``<stem>_int8_trt.onnx`` for TensorRT,
+    ``novum.contracts.int8``); the int8 engine is built from the TensorRT one.
     ``triton``: also write a Triton model repository there (:mod:`novum.export.triton`).
     ``imgsz`` other than the trained size needs ``force_imgsz`` (see the module docstring).
     """
@@ -143,8 +149,14 @@ def _export(checkpoint, out: Path, *, fp16, int8, batch, imgsz, engine, workspac
         log(f"wrote {res.onnx['fp16']} (fp16, head {fp16_head}) in {_done(res, 'onnx_fp16', t):.1f}s")
     if int8:
         t = _step(res, "onnx_int8")
-        res.onnx["int8"] = Path(quantize_int8(res.onnx["fp32"], out / f"{stem}_int8.onnx", **{"log": log, **(int8_options or {})}))
-        log(f"wrote {res.onnx['int8']} (int8) in {_done(res, 'onnx_int8', t):.1f}s")
+        opts = dict(int8_options or {})
+        speed_rounds = int(opts.pop("speed_rounds", 5))
+        made = quantize_targets(res.onnx["fp32"], out / f"{stem}_int8.onnx", **{"log": log, **opts})
+        for target, r in made.items():
+            res.onnx[INT8_KEY[target]] = r.path
+        log(f"wrote {', '.join(f'{r.path} (int8, {t8})' for t8, r in made.items())} in {_done(res, 'onnx_int8', t):.1f}s")
+        if speed_rounds > 0:
+            int8_speed(res, speed_rounds, cfg.input_size, log)
 
     _engines(res, out, stem, engine, batch, workspace, strict_fp32, version_compatible, hardware_compatible,
              timing_cache, _rebuild_command(src, out, fp16, int8, batch, cfg.input_size, features, name,
@@ -169,6 +181,23 @@ def _export(checkpoint, out: Path, *, fp16, int8, batch, imgsz, engine, workspac
         for w in res.verify.warnings:
             log(f"warning: {w}")
     return res
+
+
+INT8_KEY = {ONNXRUNTIME: "int8", TENSORRT: "int8_trt"}   # ExportResult.onnx keys of the int8 graphs
+
+
+def int8_speed(res: ExportResult, rounds: int, input_size: tuple[int, int], log: Callable[[str], None]) -> None:
+    """Time the ONNX Runtime int8 graph against fp32 on this CPU (side by side) and say whether it pays."""
+    path = res.onnx.get("int8")
+    if path is None:
+        log(f"int8 speed: not measured (no {ONNXRUNTIME} int8 graph; the TensorRT graph runs its convolutions in fp32 "
+            f"on ONNX Runtime)")
+        return
+    t = _step(res, "int8_speed")
+    res.int8_speed = compare_speed(res.onnx["fp32"], path, render_frames(1, *input_size, seed=0), rounds=rounds)
+    for line in speed_report(res.int8_speed):
+        log(line)
+    _done(res, "int8_speed", t)
 
 
 def resized_config(config, imgsz: tuple[int, int], force: bool = False, log: Callable[[str], None] | None = None):
@@ -210,10 +239,13 @@ def _engines(res: ExportResult, out: Path, stem: str, engine: bool | None, batch
     opts = EngineOptions(max_batch=batch, workspace_gib=workspace, strict_fp32=strict_fp32,
                          version_compatible=version_compatible, hardware_compatible=hardware_compatible,
                          timing_cache=Path(timing_cache) if timing_cache else None)
-    wanted = [p for p in ("fp16", "int8") if p in res.onnx] or ["fp32"]
+    # the int8 engine is always built from the TensorRT int8 graph (int8_trt), named <stem>_int8.engine
+    wanted = [p for p in ("fp16", "int8_trt") if p in res.onnx] or ["fp32"]
+    if "int8" in res.onnx and "int8_trt" not in res.onnx:
+        log(f"no int8 engine: {res.onnx['int8'].name} is the ONNX Runtime int8 graph; add --int8-target tensorrt")
     for prec in wanted:
         t = _step(res, f"engine_{prec}")
-        suffix = "" if prec == "fp32" else f"_{prec}"
+        suffix = "" if prec == "fp32" else f"_{prec.split('_')[0]}"
         res.engines[prec] = build_engine(res.onnx[prec], out / f"{stem}{suffix}.engine", options=opts,
                                          rebuild_command=rebuild, log=log)
         _done(res, f"engine_{prec}", t)
@@ -393,15 +425,17 @@ def _bench(model, source, frames: int, runs: int, warmup: int, rounds: int, thre
         files[("onnxruntime", "fp16")] = convert_fp16(onnx32, work / f"{ckpt.stem}_fp16.onnx")
     except Exception as e:  # noqa: BLE001 - shown in the table
         files[("onnxruntime", "fp16")] = f"failed: {measuring.short_error(e)}"
+    int8_trt = None
     try:
         # the accuracy gate is relaxed here: the table's top-1 column reports the agreement instead
-        files[("onnxruntime", "int8")] = Path(quantize_int8(onnx32, work / f"{ckpt.stem}_int8.onnx",
-                                                            allow_degraded=True, log=log))
+        made = quantize_targets(onnx32, work / f"{ckpt.stem}_int8.onnx", allow_degraded=True, log=log)
+        files[("onnxruntime", "int8")] = made[ONNXRUNTIME].path
+        int8_trt = made[TENSORRT].path
     except Exception as e:  # noqa: BLE001
         files[("onnxruntime", "int8")] = f"failed: {measuring.short_error(e)}"
     why = engine_unavailable_reason()
-    for prec in ("fp32", "fp16"):
-        src_onnx = files.get(("onnxruntime", prec))
+    for prec in ("fp32", "fp16", "int8"):
+        src_onnx = int8_trt if prec == "int8" else files.get(("onnxruntime", prec))
         if why:
             files[("tensorrt", prec)] = f"unavailable: {why}"
         elif isinstance(src_onnx, Path):
@@ -415,6 +449,11 @@ def _bench(model, source, frames: int, runs: int, warmup: int, rounds: int, thre
                              threads=threads, workdir=work, log=log)
     info = {"model": str(ckpt), "model_sha256": sha256_file(ckpt), "frames": what, "runs": runs, "rounds": rounds,
             "batch": 1, "threads": threads or "default", "machine": measuring.machine()}
+    int8 = files.get(("onnxruntime", "int8"))
+    if isinstance(int8, Path):   # int8 vs fp32 timed side by side (the rows above ran one after the other)
+        cmp = compare_speed(onnx32, int8, imgs[:1], rounds=max(5, rounds), threads=threads)
+        info["int8_speed"] = {"speedup": cmp.speedup, "rounds": cmp.ratios, "fp32_ms": cmp.fp32_ms,
+                              "int8_ms": cmp.int8_ms, "lines": speed_report(cmp)}
     return rows, info
 
 

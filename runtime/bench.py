@@ -1,12 +1,14 @@
 """Measuring for ``novum-bench``: one table over every backend/precision available here.
 
-Rows: torch (the checkpoint), ONNX Runtime fp32 / fp16 / int8, TensorRT fp32 / fp16 (when TensorRT
-and a GPU are present). Columns: status, file size, top-1 agreement with torch, latency p50/p99
+Rows: torch (the checkpoint), ONNX Runtime fp32 / fp16 / int8, TensorRT fp32 / fp16 / int8 (when
+TensorRT and a GPU are present). Columns: status, file size, top-1 agreement with torch, latency p50/p99
 (batch 1, model only), model-only FPS, and pipeline FPS = the whole ``novum-run`` pipeline
 (decode, framing, inference, overlay, mp4 encode, JSONL) headless on a video, measured in the same
 process, alternating with the model-only runs: the FPS columns are the best of ``--rounds``, the
 pipeline/model column the median of the per-round ratios (pairs measured back to back, which
-cancels most of a shared machine's drifting load). The closing note gives pipeline / model-only FPS and ONNX Runtime vs torch.
+cancels most of a shared machine's drifting load). The closing notes give the int8 / fp32 speed on
+this CPU (timed side by side, :mod:`novum.runtime.speed`), pipeline / model-only FPS and ONNX
+Runtime vs torch.
 
 This module measures model files it is given (:func:`measure`); making them (export, fp16,
 int8, engines) is orchestration, in :func:`novum.api.bench`.
@@ -30,6 +32,7 @@ from novum.io import atomic_write_text
 from novum.runtime.backends import load
 from novum.runtime.pipeline import Pipeline, RunOptions
 from novum.runtime.sources import VideoFileSource, open_source
+from novum.runtime.speed import cpu_info
 
 
 @dataclass
@@ -73,8 +76,8 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def notes(rows: list[Row]) -> list[str]:
-    out = []
+def notes(rows: list[Row], info: dict[str, Any] | None = None) -> list[str]:
+    out = list(((info or {}).get("int8_speed") or {}).get("lines", []))
     for r in rows:
         if r.ratio is not None:
             rounds = ", ".join(f"{v:.2f}" for v in r.round_ratios or [])
@@ -182,6 +185,7 @@ def machine() -> dict[str, Any]:
     except ModuleNotFoundError:
         torch = None
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "cpu": cpu_info().line(),
             "torch": torch.__version__ if torch else "not installed", "onnxruntime": ort.__version__,
             "cuda": bool(torch and torch.cuda.is_available())}
 
@@ -197,8 +201,8 @@ def write(rows: list[Row], info: dict[str, Any], out: str | Path) -> tuple[Path,
     md, js = out.with_suffix(".md"), out.with_suffix(".json")
     text = (f"# novum-bench\n\nmodel `{Path(info['model']).name}` (sha256 {info['model_sha256'][:12]}), frames: {info['frames']}, batch 1, "
             f"best of {info['rounds']} rounds, {info['machine']['cpus']} CPUs, torch {info['machine']['torch']}, onnxruntime {info['machine']['onnxruntime']}\n\n"
-            + table(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes(rows)) + "\n")
+            + table(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes(rows, info)) + "\n")
     atomic_write_text(md, text)
     atomic_write_text(js, json.dumps({"info": info, "rows": [asdict(r) | {"pipeline_over_model": r.ratio} for r in rows],
-                                      "notes": notes(rows)}, indent=2) + "\n")
+                                      "notes": notes(rows, info)}, indent=2) + "\n")
     return md, js

@@ -140,14 +140,15 @@ def quiet_opencv() -> None:
 
 BENCH_DOC = """novum-bench: one table over every backend/precision available here.
 
-Rows: torch (the checkpoint), ONNX Runtime fp32 / fp16 / int8, TensorRT fp32 / fp16 (when TensorRT
-and a GPU are present). Columns: status, file size, top-1 agreement with torch, latency p50/p99
+Rows: torch (the checkpoint), ONNX Runtime fp32 / fp16 / int8, TensorRT fp32 / fp16 / int8 (when
+TensorRT and a GPU are present). Columns: status, file size, top-1 agreement with torch, latency p50/p99
 (batch 1, model only), model-only FPS, and pipeline FPS = the whole novum-run pipeline (decode,
 framing, inference, overlay, mp4 encode, JSONL) headless on a video, measured in the same process,
 alternating with the model-only runs: the FPS columns are the best of --rounds, the pipeline/model
 column the median of the per-round ratios (pairs measured back to back, which cancels most of a
-shared machine's drifting load). The closing note gives pipeline / model-only FPS and ONNX Runtime
-vs torch.
+shared machine's drifting load). The closing notes give the int8 / fp32 speed of ONNX Runtime on
+this CPU (timed side by side, with the CPU's int8 flags: without VNNI int8 cannot be expected to
+pay), pipeline / model-only FPS and ONNX Runtime vs torch.
 
     novum-bench                                  # the bundled demo model and clip
     novum-bench --model m.safetensors --source clip.mp4 --out results/bench   # + bench.md, bench.json
@@ -199,7 +200,7 @@ def bench_main(argv: list[str] | None = None) -> int:
                                rounds=args.rounds, threads=args.threads, workdir=args.workdir,
                                log=lambda s: print(s, file=sys.stderr))
         print(measuring.table(rows))
-        for n in measuring.notes(rows):
+        for n in measuring.notes(rows, info):
             print(f"- {n}")
         if args.out:
             md, js = measuring.write(rows, info, args.out)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from novum.contracts.int8 import ONNXRUNTIME, TENSORRT, int8_target, require_target, sibling
+from novum.contracts.onnx_file import read_raw_metadata
 from novum.errors import InputError, NovumError
 from novum.extras import require
 from novum.runtime.backends.base import Backend, TensorSpec
@@ -50,6 +52,8 @@ class OrtBackend(Backend):
         wanted = PROVIDERS["cpu"] if device == "auto" and "CUDAExecutionProvider" not in available else \
             PROVIDERS["cuda" if device == "auto" else device]
         wanted = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+        if device == "tensorrt":  # TensorRT cannot build ONNX Runtime's uint8 int8 graph
+            require_target(read_raw_metadata(self.path), TENSORRT, self.path, "ONNX Runtime's TensorRT provider")
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=wanted)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
@@ -72,9 +76,17 @@ class OrtBackend(Backend):
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = _config_from_props(props, self.path)
         self.precision = props.get("precision") or _guess_precision(self.path)
+        self.int8_target = int8_target(props)
         self._input_name = self.inputs[0].name
         b = self.inputs[0].shape[0]
         self.max_batch = b if isinstance(b, int) and b > 0 else None  # a dynamic batch has no limit in ORT
+
+    def describe(self) -> str:
+        text = super().describe()
+        if self.int8_target == TENSORRT and self.device == "cpu":
+            text += (f"\nnote: this is the TensorRT int8 graph; ONNX Runtime runs its convolutions in fp32 "
+                     f"(use {sibling(self.path, ONNXRUNTIME).name} on a CPU)")
+        return text
 
     def _infer(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.session.run(None, {self._input_name: frames})

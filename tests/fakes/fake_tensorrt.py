@@ -421,6 +421,13 @@ class OnnxParser:
         except Exception as e:
             self._errors.append(f"ModelImporter.cpp: Failed to parse ONNX model from file: {model} ({e})")
             return False
+        from novum.export.trt_ops import unsupported_nodes
+
+        # like the real parser: a node outside onnx-tensorrt's operator table fails the parse
+        refused = unsupported_nodes(model)
+        self._errors += [f"ModelImporter.cpp: ERROR: {why} [UNSUPPORTED_NODE]" for why in refused]
+        if refused:
+            return False
         self.network.onnx_path = model
         return True
 
