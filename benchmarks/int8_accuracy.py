@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for method in a.methods:
-        made = quantize_targets(fp32, work / f"{ckpt.stem}_int8_{method}.onnx", targets=a.targets, calib=a.calib,
+        made = quantize_targets(fp32, work / f"{ckpt.stem}_{method}_int8.onnx", targets=a.targets, calib=a.calib,
                                 method=method, samples=a.samples, seed=a.seed, gate=False, fallback=a.fallback, log=log)
         for target, res in made.items():
             for k, fs in sets.items():
