@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=0.99)
     p.add_argument("--max-drop", type=float, default=1.0, help="allowed accuracy drop at L1-L3, points (default 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1; 0 = its default)")
     p.add_argument("--workdir", help="where the ONNX files go (default: a temporary folder)")
     p.add_argument("--out", help="write OUT.md and OUT.json")
     a = p.parse_args(argv)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         sets["clip"] = video_frames(clip, cfg.input_size, total, a.seed)[0]   # every frame, in any order
     log(f"model {ckpt.name}; {n_test} test frames per split" + (f", {len(sets['clip'])} clip frames" if a.clip else "")
         + f" in {time.perf_counter() - t:.0f}s")
-    ref = {k: run_onnx(fp32, fs.frames, max_batch=8)["scores"] for k, fs in sets.items()}
+    ref = {k: run_onnx(fp32, fs.frames, max_batch=8, threads=a.threads)["scores"] for k, fs in sets.items()}
 
     rows = []
     for method in a.methods:
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                                 method=method, samples=a.samples, seed=a.seed, gate=False, fallback=a.fallback, log=log)
         for target, res in made.items():
             for k, fs in sets.items():
-                s = run_onnx(res.path, fs.frames, max_batch=8)["scores"]
+                s = run_onnx(res.path, fs.frames, max_batch=8, threads=a.threads)["scores"]
                 r = ref[k]
                 top2 = np.sort(r, 1)[:, -2:]
                 rel_margin = (top2[:, 1] - top2[:, 0]) / np.maximum(top2[:, 1], 1e-12)

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="native checkpoint (default: the bundled demo model)")
     p.add_argument("--per-class", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1, help="threads for the speed comparison (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads, for the runs and the speed comparison (default 1)")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--workdir")
     p.add_argument("--out")
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     with VideoFileSource(clip) as src:
         total = src.expected_frames or sum(1 for _ in src)
     sets["clip"] = video_frames(clip, cfg.input_size, total, 0)[0].frames
-    ref = {k: run_onnx(fp32, x, max_batch=8) for k, x in sets.items()}
-    base_out = {k: run_onnx(base, x, max_batch=8) for k, x in sets.items()}
+    ref = {k: run_onnx(fp32, x, max_batch=8, threads=a.threads) for k, x in sets.items()}
+    base_out = {k: run_onnx(base, x, max_batch=8, threads=a.threads) for k, x in sets.items()}
     rows = []
     lines = [f"Matching head precision, model `{ckpt.name}` ({cfg.input_size[0]}x{cfg.input_size[1]}), ONNX Runtime CPU; "
              f"CPU: {cpu_info().line()}", "",
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---:|---:|---:|---:|---:|"]
     for name, path in variants.items():
         for k, x in sets.items():
-            o = run_onnx(path, x, max_batch=8)
+            o = run_onnx(path, x, max_batch=8, threads=a.threads)
             row = {"variant": name, "split": k, "frames": len(x),
                    "agree_fp32": float((o["scores"].argmax(1) == ref[k]["scores"].argmax(1)).mean()),
                    "agree_base": float((o["scores"].argmax(1) == base_out[k]["scores"].argmax(1)).mean()),

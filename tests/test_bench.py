@@ -31,6 +31,11 @@ def test_bench_table_and_files(tmp_path, capsys, monkeypatch):
     md = (tmp_path / "bench.md").read_text()
     assert "| onnxruntime | fp16 | ok |" in md and "pipeline / model-only FPS" in md and "ONNX Runtime fp32 vs torch" in md
     assert "| torch | fp32 | ok |" in out
+    # int8 vs fp32 timed side by side, with the CPU's int8 flags, on screen and in both files
+    speed = data["info"]["int8_speed"]
+    assert speed["speedup"] > 0 and len(speed["rounds"]) >= 5 and "avx512_vnni" in data["info"]["machine"]["cpu"]
+    for text in (out, md):
+        assert "int8 speed on this machine" in text and "int8 / fp32 speed" in text and "avx512_vnni" in text
 
 
 def test_bench_removes_its_temporary_folder(tmp_path, capsys, monkeypatch):
@@ -42,7 +47,7 @@ def test_bench_removes_its_temporary_folder(tmp_path, capsys, monkeypatch):
     tmp_root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_root))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(api, "quantize_int8", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("skipped in this test")))
+    monkeypatch.setattr(api, "quantize_targets", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("skipped in this test")))
     rc = main(["--model", str(small_native()), "--frames", "2", "--runs", "2", "--warmup", "1", "--rounds", "1",
                "--threads", "1"])
     assert rc == 0 and "| onnxruntime | fp32 | ok |" in capsys.readouterr().out

@@ -97,14 +97,15 @@ class OrtBackend(Backend):
 
 
 def run_onnx(path: str | Path, frames: np.ndarray, providers: list[str] | None = None,
-             max_batch: int | None = None) -> dict[str, np.ndarray]:
+             max_batch: int | None = None, threads: int = 0) -> dict[str, np.ndarray]:
     """All outputs of an ONNX file on ``frames`` (a plain ONNX Runtime session, CPU unless
-    ``providers`` say otherwise, batched by ``max_batch``): what verification, the INT8 accuracy
-    gate and benchmarks compare."""
+    ``providers`` say otherwise, batched by ``max_batch``, ``threads`` intra-op threads, 0 = ONNX
+    Runtime's default): what verification, the INT8 accuracy gate and benchmarks compare."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    so.intra_op_num_threads = int(threads)
     sess = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     step = max_batch or len(frames)
