@@ -286,12 +286,12 @@ def test_cli_gate_fails_loudly_then_allow_degraded_and_speed_report(small_model,
 
 
 def test_cli_int8_target_and_speed_options_reach_the_api(monkeypatch):
-    import novum.export.cli as cli
+    import novum.api as api
     from novum.api import ExportResult
     from novum.export.cli import main
 
     seen = {}
-    monkeypatch.setattr(cli, "export", lambda *a, **k: seen.update(k) or ExportResult())
+    monkeypatch.setattr(api, "export", lambda *a, **k: seen.update(k) or ExportResult())   # the CLI imports it per call
     assert main(["--int8", "--int8-target", "tensorrt", "--int8-speed-rounds", "0"]) == 0
     assert seen["int8"] and seen["int8_options"]["targets"] == ("tensorrt",) and seen["int8_options"]["speed_rounds"] == 0
     assert main(["--calib", "demo"]) == 0 and seen["int8_options"]["targets"] == ("onnxruntime", "tensorrt")
