@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from novum.contracts.schema import AnyJson, Int, JsonText, List, Nullable, Num, Obj, Str, validate
+
 PASCAL3D_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "boat", "bottle", "bus", "car",
     "chair", "diningtable", "motorbike", "sofa", "train", "tvmonitor",
@@ -136,7 +138,11 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any], where: str = "model config", fix: str = "") -> "ModelConfig":
+        """A config from its dict form, checked against :data:`MODEL_CONFIG` first: a bad value is
+        one SchemaError line starting with ``where`` (the file and key it came from). Fields this
+        version does not know are ignored (files from a newer novum load)."""
+        d = check_model_config(d, where, fix)
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -161,3 +167,128 @@ def small_config(classes: tuple[str, ...] = PASCAL3D_CLASSES, input_size: tuple[
     h = input_size[0]
     return ModelConfig(classes=tuple(classes), n_list=n_list, max_n=max(n_list), n_clutter=256,
                        extents=extents, input_size=input_size, focal=3000.0 * h / 640.0, backbone=bb)
+
+
+# ----------------------------------------------------------------------------------------------
+# the schema of a config in a file (checkpoint metadata, ONNX novum_config, engine sidecar,
+# novum_dataset.json, a Triton model's parameters): types, ranges and what it can make us allocate.
+# Generous for upstream's release (12 classes, max_n 1130, 640x800, D 128, n_clutter 2560,
+# ResNet-50 widths); docs/untrusted-files.md lists the bounds.
+
+MAX_CLASSES = 1024                # upstream: 12
+MAX_CLASS_NAME = 128              # characters
+MAX_VERTICES = 65536              # max_n, each n_list entry (upstream: 1130)
+MAX_CLUTTER = 65536               # n_clutter (upstream: 2560)
+MAX_INPUT_SIDE = 4096             # H and W (upstream: 640x800)
+MAX_FEATURE_DIM = 1024            # D (upstream: 128)
+MAX_BANK_VALUES = 1 << 27         # (C * max_n + n_clutter) * D: 512 MiB of float32 (upstream: 2.1 M)
+MAX_BACKBONE_WEIGHTS = 1 << 28    # convolution/linear weights: 1 GiB of float32 (upstream: ~81 M)
+MAX_EXTENT = 1e4                  # |cuboid coordinate| in object units (upstream: < 3)
+MAX_CONFIG_JSON = 1 << 20         # bytes of a config as JSON text (upstream's: ~2.3 kB)
+
+# a class name is a folder name in datasets and a line of Triton's labels.txt: no path
+# separators, no control characters, not "." or ".."
+CLASS_NAME = Str(MAX_CLASS_NAME, min_len=1, pattern=r"(?!\.\.?$)[^/\\]+",
+                 what=f"a class name of 1..{MAX_CLASS_NAME} characters without / or \\, not . or ..")
+CLASSES = List(CLASS_NAME, MAX_CLASSES, min_len=1, unique=True,
+               what=f"a list of 1..{MAX_CLASSES} different class names")
+INPUT_SIZE = List(Int(1, MAX_INPUT_SIDE), 2, 2, what=f"[H, W], integers in [1, {MAX_INPUT_SIDE}]")
+
+
+def backbone_weights(bb: dict) -> int:
+    """Weights of the backbone a :class:`BackboneConfig` dict describes (convs and the projection,
+    the 4-stage upstream structure, an upper bound for fewer stages), without building it."""
+    bb = {**dataclasses.asdict(BackboneConfig()), **bb}
+    e = 4 if bb["block"] == "bottleneck" else 1
+    w, total = bb["width"], 3 * bb["width"] * 49
+    cin = w
+    for i, n in enumerate(bb["layers"]):
+        p = w * 2 ** i
+        cout = p * e
+        per = (lambda c: c * p + 9 * p * p + p * cout) if e == 4 else (lambda c: 9 * c * p + 9 * p * p)
+        total += per(cin) + cin * cout + (n - 1) * per(cout)
+        cin = cout
+    c2, c3, c4 = (w * m * e for m in (2, 4, 8))
+    d = bb["decoder_out"]
+    total += 9 * (c4 * c3 + c3 * c3) + 9 * (2 * c3 * c3 + c3 * c2) + 9 * (2 * c2 * c2 + c2 * d) + d * bb["feature_dim"]
+    return total
+
+
+def _backbone_size(bb: dict) -> str | None:
+    n = backbone_weights(bb)
+    if n > MAX_BACKBONE_WEIGHTS:
+        return f"describes {n} weights, more than the {MAX_BACKBONE_WEIGHTS} allowed (width, layers, decoder_out)"
+    return None
+
+
+BACKBONE_CONFIG = Obj({
+    "arch": Str(64, min_len=1),
+    "block": Str(choices=("bottleneck", "basic")),
+    "layers": List(Int(1, 64), 4, 4),
+    "width": Int(1, 512),
+    "decoder_out": Int(1, 8192),
+    "feature_dim": Int(1, MAX_FEATURE_DIM),
+}, unknown="reject", checks=[_backbone_size])
+
+
+def _model_rules(d: dict) -> str | tuple[str, str] | None:
+    """What ModelConfig.__post_init__ also requires, plus the bank size, as one-line problems."""
+    d = {**{f.name: f.default for f in dataclasses.fields(ModelConfig) if f.default is not dataclasses.MISSING}, **d}
+    classes, n_list, max_n = d["classes"], d["n_list"], d["max_n"]
+    if len(classes) != len(n_list):
+        return "n_list", f"has {len(n_list)} entries for {len(classes)} classes"
+    if n_list and max(n_list) > max_n:
+        return "max_n", f"is {max_n}, smaller than the largest class mesh ({max(n_list)})"
+    stride, size = d["stride"], d["input_size"]
+    if size[0] % stride or size[1] % stride or size[0] < stride or size[1] < stride:
+        return "input_size", f"{list(size)} must be multiples of the stride {stride}"
+    ext = d["extents"]
+    if ext is not None:
+        if len(ext) != len(classes):
+            return "extents", f"has {len(ext)} cuboids for {len(classes)} classes"
+        for i, e in enumerate(ext):
+            if not (e[0] < e[1] and e[2] < e[3] and e[4] < e[5]):
+                return f"extents[{i}]", f"{show_list(e)} is not a cuboid (x0 < x1, y0 < y1, z0 < z1)"
+    dim = d.get("backbone", {}).get("feature_dim", BackboneConfig.feature_dim)
+    rows = len(classes) * max_n + d["n_clutter"]
+    if rows * dim > MAX_BANK_VALUES:
+        return "max_n", (f"makes a feature bank of {rows} x {dim} values ((classes * max_n + n_clutter) * "
+                         f"feature_dim), more than the {MAX_BANK_VALUES} allowed")
+    return None
+
+
+def show_list(v: Any) -> str:
+    return "[" + ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) + "]"
+
+
+MODEL_CONFIG = Obj({
+    "classes": CLASSES,
+    "n_list": List(Int(1, MAX_VERTICES), MAX_CLASSES, min_len=1),
+    "max_n": Int(1, MAX_VERTICES),
+    "n_clutter": Int(0, MAX_CLUTTER),
+    "extents": Nullable(List(List(Num(-MAX_EXTENT, MAX_EXTENT), 6, 6), MAX_CLASSES,
+                             what=f"a list of (x0, x1, y0, y1, z0, z1) cuboids, one per class")),
+    "input_size": INPUT_SIZE,
+    "mean": List(Num(-1e3, 1e3), 3, 3),
+    "std": List(Num(0, 1e3, gt=True), 3, 3),
+    "focal": Num(0, 1e7, gt=True),
+    "distance": Num(0, 1e6, gt=True),
+    "stride": Int(1, 64),
+    "backbone": BACKBONE_CONFIG,
+}, required=("classes", "input_size"), checks=[_model_rules])
+
+
+def check_model_config(d: Any, where: str = "model config", fix: str = "", path: str = "") -> dict[str, Any]:
+    """``d`` (a ModelConfig dict from a file) checked against :data:`MODEL_CONFIG`; one SchemaError
+    line naming ``where`` and the field otherwise. Returns the checked dict (lists, not tuples)."""
+    return validate(MODEL_CONFIG, d, where, fix, path)
+
+
+
+MODEL_CONFIG_JSON = JsonText(MODEL_CONFIG, MAX_CONFIG_JSON)
+
+
+def config_from_json(text: Any, where: str, fix: str = "") -> ModelConfig:
+    """A ModelConfig from its JSON text in a file (checkpoint metadata, ``novum_config``), checked."""
+    d = validate(JsonText(AnyJson(), MAX_CONFIG_JSON), text, where, fix)
+    return ModelConfig.from_dict(d, where, fix)
