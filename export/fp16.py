@@ -23,7 +23,8 @@ import onnx
 import onnx.numpy_helper
 import onnx.shape_inference
 
-from novum.contracts.onnx_file import OnnxFileError, load_onnx, read_raw_metadata, save_onnx, set_metadata, staging_dir
+from novum.contracts.onnx_file import (OnnxFileError, decode_metadata, load_onnx, read_raw_metadata, save_onnx, set_metadata,
+                                       staging_dir)
 
 HEAD_CHAIN_OPS = {"Div", "Add", "Mul", "Sub"}
 # Inputs that stay float32 whatever the data type (Resize roi / scales).
@@ -36,6 +37,7 @@ def convert_fp16(src: str | Path, dst: str | Path, *, head: str = "fp16") -> Pat
         raise ValueError(f"head must be 'fp16' or 'fp32', not {head!r}")
     src, dst = Path(src), Path(dst)
     meta = read_raw_metadata(src)
+    decode_metadata(meta, src)   # a damaged or hostile record is refused, not copied into the fp16 file
     if meta.get("precision", "fp32") != "fp32":
         raise OnnxFileError(f"{src}: is already {meta.get('precision')}; convert the fp32 export")
     proto = load_onnx(src)

@@ -22,7 +22,8 @@ from typing import Any, Iterator
 import onnx
 
 from novum import __version__
-from novum.config import ModelConfig
+from novum.config import CLASSES, INPUT_SIZE, MAX_CLASSES, MAX_CONFIG_JSON, MAX_VERTICES, MODEL_CONFIG_JSON, ModelConfig
+from novum.contracts.schema import AnyJson, Int, IntText, JsonText, List, Obj, SchemaError, Str, show, validate
 from novum.errors import InputError, NovumError
 
 # TensorRT 10.3 (JetPack 6) and 11.x parse it; ORT static INT8 quantization needs <= 20.
@@ -74,31 +75,111 @@ def set_metadata(proto: onnx.ModelProto, meta: dict[str, str]) -> None:
 
 
 def read_raw_metadata(path: str | Path) -> dict[str, str]:
-    """``metadata_props`` as strings, without loading external weights."""
+    """``metadata_props`` as strings, without loading external weights (sizes checked, values not)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: ONNX file not found")
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError / google.protobuf errors
+        props = [(p.key, p.value) for p in proto.metadata_props]
+    except Exception as e:  # onnx raises DecodeError / google.protobuf errors, UnicodeDecodeError
         raise OnnxFileError(f"{path}: not a readable ONNX file ({_short(e)})") from None
-    return {p.key: p.value for p in proto.metadata_props}
+    return check_props_size(props, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# the metadata_props schema: what a novum export writes, checked wherever a file is opened
+
+MAX_PROPS = 256                   # metadata_props entries (a novum export writes ~30)
+MAX_PROP_KEY = 256                # characters of a key
+MAX_PROP_VALUE = 1 << 20          # characters of one value (novum_config: ~2.3 kB upstream)
+MAX_PROPS_TOTAL = 8 << 20         # characters of all values together
+PRECISIONS = ("fp32", "fp16", "int8")
+MAX_BATCH_LIMIT = 4096
+_HEX64 = r"[0-9a-f]{64}"
+_NAME = Str(4096)
+
+METADATA = Obj({
+    "novum_config": MODEL_CONFIG_JSON,
+    "classes": JsonText(CLASSES, MAX_CONFIG_JSON),
+    "input_name": Str(256, min_len=1),
+    "input_format": Str(64),
+    "input_size": JsonText(INPUT_SIZE, 256),
+    "precision": Str(choices=PRECISIONS),
+    "opset": IntText(1, 1000),
+    "novum_version": Str(64),
+    "source_sha256": Str(64, pattern=f"(|{_HEX64})", what="empty or a sha256 (64 hex digits)"),
+    "max_n": IntText(1, MAX_VERTICES),
+    "n_list": JsonText(List(Int(1, MAX_VERTICES), MAX_CLASSES, min_len=1), MAX_CONFIG_JSON),
+    "outputs": JsonText(List(Str(choices=OUTPUT_NAMES + (FEATURES_NAME,)), 4, min_len=1, unique=True), 1024),
+    "max_batch": IntText(1, MAX_BATCH_LIMIT),
+    "stride": IntText(1, 64),
+    "fp16_head": Str(choices=("fp16", "fp32")),
+    # novum.calibration's record of an INT8 model
+    "int8_recipe": Str(1024),
+    "calib_source": _NAME,
+    "calib_kind": Str(64),
+    "calib_method": Str(64),
+    "calib_count": IntText(0, 1 << 24),
+    "calib_seed": IntText(-(1 << 63), 1 << 64),
+    "calib_samples": JsonText(List(_NAME, 1 << 16), MAX_PROP_VALUE),
+    "calib_sha256": Str(64, pattern=_HEX64, what="a sha256 (64 hex digits)"),
+    "int8_quantized_convs": IntText(0, 1 << 20),
+    "int8_fp32_layers": JsonText(List(_NAME, 1 << 16), MAX_PROP_VALUE),
+    "fp32_sha256": Str(64, pattern=_HEX64, what="a sha256 (64 hex digits)"),
+    "int8_gate": JsonText(AnyJson((dict,), "an object"), MAX_PROP_VALUE),
+}, required=("novum_config",), checks=[lambda d: _agrees_with_config(d)], max_keys=MAX_PROPS)
+
+
+def _agrees_with_config(d: dict[str, Any]) -> tuple[str, str] | None:
+    """The copies of config values kept as their own keys (for tools that read one key) must agree."""
+    cfg = {"stride": 8, **d["novum_config"]}
+    for key in ("classes", "input_size", "n_list", "max_n", "stride"):
+        if key in d and key in cfg and d[key] != cfg[key]:
+            return key, f"{_show_short(d[key])} disagrees with novum_config ({_show_short(cfg[key])})"
+    return None
+
+
+def _show_short(v: Any) -> str:
+    s = json.dumps(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def check_props_size(props: Any, where: Any) -> dict[str, str]:
+    """``metadata_props`` as a dict after the size limits (entries, key and value lengths)."""
+    items = list(props.items()) if isinstance(props, dict) else list(props)
+    fix = "re-export it with novum-export"
+    if len(items) > MAX_PROPS:
+        raise SchemaError(f"{where}: {len(items)} metadata_props entries, more than the {MAX_PROPS} allowed; {fix}")
+    total = 0
+    for k, v in items:
+        if len(k) > MAX_PROP_KEY:
+            raise SchemaError(f"{where}: a metadata_props key of {len(k)} characters, more than {MAX_PROP_KEY}; {fix}")
+        if len(v) > MAX_PROP_VALUE:
+            raise SchemaError(f"{where}: metadata_props {show(k)} holds {len(v)} characters, more than the "
+                              f"{MAX_PROP_VALUE} allowed; {fix}")
+        total += len(v)
+    if total > MAX_PROPS_TOTAL:
+        raise SchemaError(f"{where}: metadata_props hold {total} characters, more than the {MAX_PROPS_TOTAL} allowed; {fix}")
+    return dict(items)
+
+
+def decode_metadata(props: Any, where: Any) -> dict[str, Any]:
+    """Checked and decoded ``metadata_props`` (raw strings, e.g. from ONNX Runtime's
+    ``custom_metadata_map``): JSON values parsed, numbers as ints, ``config`` = the ModelConfig.
+    A file without ``novum_config`` is not a novum export; a wrong or hostile value is one
+    SchemaError line naming the file and the key (:data:`METADATA`)."""
+    raw = check_props_size(props, where)
+    if "novum_config" not in raw:
+        raise OnnxFileError(f"{where}: an ONNX file without novum metadata; export it with novum-export")
+    out = validate(METADATA, raw, str(where), "re-export it with novum-export")
+    out["config"] = ModelConfig.from_dict(out["novum_config"], f"{where}: novum_config")
+    return out
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Decoded metadata of a novum ONNX file: JSON values parsed, ``config`` = the ModelConfig."""
-    raw = read_raw_metadata(path)
-    if "novum_config" not in raw:
-        raise OnnxFileError(f"{path}: an ONNX file without novum metadata; export it with novum-export")
-    out: dict[str, Any] = dict(raw)
-    for k in ("novum_config", "classes", "input_size", "n_list", "outputs"):
-        if k in raw:
-            out[k] = json.loads(raw[k])
-    for k in ("max_n", "opset", "max_batch", "stride"):
-        if raw.get(k):
-            out[k] = int(raw[k])
-    out["config"] = ModelConfig.from_dict(out["novum_config"])
-    return out
+    """Decoded metadata of a novum ONNX file (:func:`decode_metadata`)."""
+    return decode_metadata(read_raw_metadata(path), path)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,13 +5,12 @@ The provider actually used comes from ``session.get_providers()``, never from
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from novum.contracts.int8 import ONNXRUNTIME, TENSORRT, int8_target, require_target, sibling
-from novum.contracts.onnx_file import read_raw_metadata
+from novum.contracts.onnx_file import decode_metadata, read_raw_metadata
 from novum.errors import InputError, NovumError
 from novum.extras import require
 from novum.runtime.backends.base import Backend, TensorSpec
@@ -73,10 +72,15 @@ class OrtBackend(Backend):
                    for t in self.session.get_inputs()]
         self.io += [TensorSpec(t.name, tuple(t.shape), np.dtype(ORT_DTYPES.get(t.type, np.float32)), False)
                     for t in self.session.get_outputs()]
-        props = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = _config_from_props(props, self.path)
-        self.precision = props.get("precision") or _guess_precision(self.path)
-        self.int8_target = int8_target(props)
+        try:
+            props = self.session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError:
+            raise NovumError(f"{self.path}: the ONNX metadata is not UTF-8 text (a damaged file); re-export it with "
+                             f"novum-export") from None
+        meta = decode_metadata(props, self.path)
+        self.metadata = meta["novum_config"]
+        self.precision = meta.get("precision") or _guess_precision(self.path)
+        self.int8_target = int8_target(meta)
         self._input_name = self.inputs[0].name
         b = self.inputs[0].shape[0]
         self.max_batch = b if isinstance(b, int) and b > 0 else None  # a dynamic batch has no limit in ORT
@@ -111,16 +115,6 @@ def run_onnx(path: str | Path, frames: np.ndarray, providers: list[str] | None =
     step = max_batch or len(frames)
     parts = [sess.run(names, {sess.get_inputs()[0].name: frames[i:i + step]}) for i in range(0, len(frames), step)]
     return {n: np.concatenate([p[j] for p in parts]) for j, n in enumerate(names)}
-
-
-def _config_from_props(props: dict[str, str], path: Path) -> dict:
-    raw = props.get("novum_config")
-    if raw is None:
-        raise NovumError(f"{path}: no 'novum_config' in the ONNX metadata: not a novum export; export it with novum-export")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        raise NovumError(f"{path}: the ONNX metadata 'novum_config' is not valid JSON; re-export with novum-export") from None
 
 
 def _guess_precision(path: Path) -> str:
