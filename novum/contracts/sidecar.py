@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from novum.config import CLASSES, INPUT_SIZE, MAX_CONFIG_JSON, MODEL_CONFIG
+from novum.contracts.schema import Bool, Either, Int, JsonText, List, Map, Nullable, Obj, SchemaError, Str, load_json_file
 from novum.errors import NovumError
 from novum.io import atomic_write_text
 
@@ -35,17 +37,62 @@ def write_sidecar(engine_path: str | Path, info: dict[str, Any]) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------------------------
+# the schema: what export.tensorrt.sidecar_info writes; unknown keys (a newer novum) are ignored
+
+MAX_SIDECAR_BYTES = 4 << 20       # a sidecar is ~3 kB (upstream's config included)
+REBUILD = "rebuild with novum-export --checkpoint <model> --engine"
+_HEX64 = r"[0-9a-f]{64}"
+_CONFIG = Either(MODEL_CONFIG, JsonText(MODEL_CONFIG, MAX_CONFIG_JSON),
+                 what="the ModelConfig (an object, or its JSON text)")
+
+SIDECAR = Obj({
+    "sidecar_version": Int(1, SIDECAR_VERSION, what=f"a version this novum reads (1..{SIDECAR_VERSION})"),
+    "tensorrt_version": Str(32, min_len=1, pattern=r"[0-9]+(\.[0-9A-Za-z]+)*", what="a TensorRT version such as 10.13.0.35"),
+    "gpu_name": Str(256),
+    "compute_capability": List(Int(0, 99), 2, 2, what="[major, minor], integers in [0, 99]"),
+    "precision": Str(choices=("fp32", "fp16", "int8")),
+    "strict_fp32": Bool(),
+    "version_compatible": Bool(),
+    "hardware_compatibility": Str(choices=("none", "ampere_plus", "same_compute_capability")),
+    "profile": Map(List(List(Int(-1, 1 << 20), 8, min_len=1), 3, 3, what="[min, opt, max] shapes"), 16,
+                   key=Str(256, min_len=1)),
+    "onnx": Str(4096),
+    "onnx_sha256": Str(64, pattern=_HEX64, what="a sha256 (64 hex digits)"),
+    "source_sha256": Str(64, pattern=f"(|{_HEX64})", what="empty or a sha256 (64 hex digits)"),
+    "classes": CLASSES,
+    "input_size": INPUT_SIZE,
+    "input_format": Nullable(Str(64)),
+    "outputs": Nullable(List(Str(64, min_len=1), 8, min_len=1, unique=True)),
+    "config": Nullable(_CONFIG),
+    "novum_config": Nullable(_CONFIG),
+    "novum_version": Nullable(Str(64)),
+    "rebuild_command": Str(2048, min_len=1),
+}, required=("sidecar_version", "tensorrt_version", "compute_capability"), checks=[lambda d: _agrees(d)])
+
+
+def _agrees(side: dict[str, Any]) -> tuple[str, str] | None:
+    cfg = side.get("config", side.get("novum_config"))
+    if isinstance(cfg, str):
+        cfg = json.loads(cfg)   # checked by the schema already
+    if isinstance(cfg, dict):
+        for key in ("classes", "input_size"):
+            if key in side and key in cfg and list(side[key]) != list(cfg[key]):
+                return key, f"disagrees with the sidecar's config ({key} {cfg[key] if key == 'input_size' else len(cfg[key])})"
+    return None
+
+
 def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
+    """The sidecar of ``engine_path``, checked against :data:`SIDECAR` (types, ranges, sizes): a
+    missing, unreadable or wrong sidecar is one EngineMismatchError line naming the file and field."""
     path = sidecar_path(engine_path)
     if not path.is_file():
         raise EngineMismatchError(f"{engine_path}: no sidecar {path.name} next to the engine, so its TensorRT version "
-                                  f"and GPU are unknown; rebuild with novum-export --checkpoint <model> --engine")
+                                  f"and GPU are unknown; {REBUILD}")
     try:
-        side = json.loads(path.read_text())
-        if not isinstance(side, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError):
-        raise EngineMismatchError(f"{path}: unreadable sidecar; rebuild with novum-export --checkpoint <model> --engine") from None
+        side = load_json_file(path, SIDECAR, MAX_SIDECAR_BYTES, "sidecar", REBUILD)
+    except SchemaError as e:
+        raise EngineMismatchError(str(e)) from None
     return side
 
 
@@ -87,7 +134,7 @@ def sidecar_config(side: dict[str, Any], engine_path: str | Path) -> dict[str, A
     """The model config a sidecar carries (``config`` as a dict, or ``novum_config`` as JSON)."""
     cfg = side.get("config", side.get("novum_config"))
     if isinstance(cfg, str):
-        cfg = json.loads(cfg)
+        cfg = json.loads(cfg)   # read_sidecar checked it
     if not isinstance(cfg, dict) or "classes" not in cfg or "input_size" not in cfg:
         raise NovumError(f"{engine_path}: the sidecar holds no model config (classes, input_size); rebuild with novum-export --engine")
     return cfg
