@@ -44,7 +44,7 @@ from novum.contracts.int8 import ONNXRUNTIME, TARGET_KEY, TARGETS, TENSORRT, sib
 from novum.contracts.onnx_file import load_onnx, onnx_sha256, read_metadata, save_onnx, set_metadata, staging_dir
 from novum.errors import InputError
 
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = calib_cache.METHODS
 DEFAULT_METHOD = "percentile"
 DEFAULT_SAMPLES = 64
 DEFAULT_HOLDOUT = 200
