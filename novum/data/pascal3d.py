@@ -24,27 +24,24 @@ import numpy as np
 from novum.config import ModelConfig, upstream_config
 from novum.data.keypoints import annotate, class_mesh
 from novum.data.sample import Sample
-from novum.data.writer import LIST_NAME, META_FILE, category_dir
+from novum.data.writer import LIST_NAME, category_dir, read_meta
 from novum.errors import InputError
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png", ".bmp")
-
-
-def read_meta(root: str | Path) -> dict:
-    p = Path(root) / META_FILE
-    if not p.is_file():
-        return {}
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def list_files(root: Path, cat_dir: str, list_name: str = LIST_NAME) -> list[str]:
     for sub in ("lists3D_single", "lists"):
         p = root / sub / cat_dir / list_name
         if p.is_file():
-            return [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+            try:
+                names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            except (OSError, UnicodeDecodeError) as e:
+                raise InputError(f"{p}: unreadable image list ({e}); re-generate or re-download the dataset") from None
+            for n in names:   # file names in the category's folder, never paths elsewhere
+                if n in (".", "..") or any(c in n for c in "/\\\0"):
+                    raise InputError(f"{p}: {n[:80]!r} is not a file name; lists hold image names, one per line")
+            return names
     img_dir = root / "images" / cat_dir
     if img_dir.is_dir():
         return sorted(f.name for f in img_dir.iterdir() if f.suffix.lower() in IMAGE_EXTS)
@@ -85,7 +82,8 @@ class Pascal3DDataset:
         self.meta = read_meta(self.root)
         if model_config is None:
             mc = self.meta.get("model_config")
-            model_config = ModelConfig.from_dict(mc) if mc else upstream_config()
+            model_config = ModelConfig.from_dict(mc, f"{self.root / 'novum_dataset.json'}: model_config") if mc \
+                else upstream_config()
         if model_config.extents is None:
             raise InputError("the model config has no cuboid extents; use a config made by novum.config")
         self.model_config = model_config

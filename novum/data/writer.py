@@ -18,12 +18,39 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
+from novum.config import CLASSES, MODEL_CONFIG
+from novum.contracts.schema import AnyJson, Int, Nullable, Num, Obj, Str, load_json_file
 from novum.data.sample import Sample
 from novum.errors import InputError
 from novum.io import atomic_write_bytes, atomic_write_text
 
 META_FILE = "novum_dataset.json"
 LIST_NAME = "mesh01.txt"
+MAX_META_BYTES = 16 << 20         # novum writes ~3 kB
+META_FIX = f"re-generate the dataset with novum-data, or delete {META_FILE} to read it as plain NeMo data"
+
+# what write_dataset records; readers use model_config and writer, the rest is for people (and
+# callers' extra keys, kept as they are)
+DATASET_META = Obj({
+    "format": Str(64),
+    "writer": Str(64),
+    "classes": CLASSES,
+    "occlusion": Nullable(Str(16, pattern=r"L[0-9]", what="an occlusion level such as L1")),
+    "focal": Nullable(Num(0, 1e7, gt=True)),
+    "count": Int(0, 1 << 40),
+    "image_format": Str(choices=("png", "jpg")),
+    "synthetic": AnyJson((dict,), "an object"),
+    "model_config": MODEL_CONFIG,
+})
+
+
+def read_meta(root: str | Path) -> dict:
+    """``novum_dataset.json`` of a dataset root, checked against :data:`DATASET_META` ({} when the
+    root has none, as plain NeMo data); a wrong value is one SchemaError line naming the field."""
+    p = Path(root) / META_FILE
+    if not p.is_file():
+        return {}
+    return load_json_file(p, DATASET_META, MAX_META_BYTES, "dataset description", META_FIX)
 
 
 def category_dir(cat: str, occlusion: str | None = None) -> str:
