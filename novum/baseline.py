@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from novum.config import ModelConfig
+from novum.config import ModelConfig, config_from_json
 from novum.errors import CheckpointError
 from novum.io import atomic_path
 from novum.model import preprocess_bgr
@@ -74,7 +74,7 @@ def is_baseline_file(path: str | Path) -> bool:
 def load_baseline(path: str | Path, device: str | torch.device = "cpu") -> BaselineClassifier:
     from safetensors.torch import load_file
 
-    from novum.checkpoint import read_native_metadata
+    from novum.checkpoint import _safetensors, read_native_metadata
 
     path = Path(path)
     if not path.is_file():
@@ -83,9 +83,14 @@ def load_baseline(path: str | Path, device: str | torch.device = "cpu") -> Basel
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a baseline checkpoint (metadata format is {meta.get('format')!r}, "
                               f"expected {FORMAT!r}); train one with novum-train --baseline")
-    model = BaselineClassifier(ModelConfig.from_dict(json.loads(meta["config"])))
-    state = load_file(str(path), device="cpu")
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if "config" not in meta:
+        raise CheckpointError(f"{path}: a baseline checkpoint without its config; train it again with novum-train --baseline")
+    model = BaselineClassifier(config_from_json(meta["config"], f"{path}: metadata config", "re-save the checkpoint"))
+    state = _safetensors(path, "tensors", lambda: load_file(str(path), device="cpu"))
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes that differ from the config's
+        raise CheckpointError(f"{path}: baseline weights do not match its config ({' '.join(str(e).split())[:160]})") from None
     if missing or unexpected:
         raise CheckpointError(f"{path}: baseline weights do not match its config "
                               f"({len(missing)} missing, {len(unexpected)} unexpected)")

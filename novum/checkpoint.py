@@ -11,6 +11,8 @@ Upstream ``.pth`` (``src/train.py:save_checkpoint``): ``{"state": DataParallel s
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import pickle
 import zipfile
@@ -20,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from novum.config import PASCAL3D_CLASSES, PASCAL3D_N_LIST, ModelConfig, upstream_config
-from novum.errors import CheckpointError
+from novum.config import MAX_CLUTTER, PASCAL3D_CLASSES, BackboneConfig, PASCAL3D_N_LIST, ModelConfig, config_from_json, upstream_config
+from novum.errors import CheckpointError, NovumError
 from novum.io import atomic_path
 from novum.model import NovumModel
+from novum.model.backbone import NovumBackbone
 from novum.volumes import load_off
 
 FORMAT = "novum"
@@ -57,33 +60,50 @@ def save_native(model: NovumModel, path: str | Path, metadata: dict[str, str] | 
     return path
 
 
+def _safetensors(path: Path, what: str, fn):
+    """Call into safetensors (Rust): its errors, and the panics pyo3 raises as BaseException, become
+    one CheckpointError line."""
+    try:
+        return fn()
+    except NovumError:
+        raise
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({_short(e)})") from None
+    except BaseException as e:  # pyo3's PanicException derives from BaseException
+        if type(e).__name__ != "PanicException":
+            raise
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({what}: {_short(e)})") from None
+
+
 def read_native_metadata(path: str | Path) -> dict[str, str]:
     from safetensors import safe_open
 
-    try:
+    def read() -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
-    except Exception as e:  # safetensors raises its own error types
-        raise CheckpointError(f"{path}: not a readable .safetensors file ({_short(e)})") from None
+
+    return _safetensors(Path(path), "header", read)
+
+
+def native_config(path: str | Path, meta: dict[str, str] | None = None) -> ModelConfig:
+    """The ModelConfig of a native checkpoint, checked against its schema (novum.config.MODEL_CONFIG)."""
+    meta = read_native_metadata(path) if meta is None else meta
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise CheckpointError(f"{path}: a .safetensors file but not a novum checkpoint (no 'format=novum' metadata)")
+    return config_from_json(meta["config"], f"{path}: metadata config", "re-save the checkpoint with novum")
 
 
 def load_native(path: str | Path, device: str | torch.device = "cpu") -> NovumModel:
     from safetensors.torch import load_file
 
     path = _existing(path)
-    meta = read_native_metadata(path)
-    if meta.get("format") != FORMAT or "config" not in meta:
-        raise CheckpointError(f"{path}: a .safetensors file but not a novum checkpoint (no 'format=novum' metadata)")
+    config = native_config(path)
+    tensors = _safetensors(path, "tensors", lambda: load_file(str(path), device="cpu"))
+    meshes = _native_meshes(tensors, config, path)
     try:
-        config = ModelConfig.from_dict(json.loads(meta["config"]))
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: invalid model config in metadata ({_short(e)})") from None
-    tensors = load_file(str(path), device="cpu")
-    meshes = []
-    for i in range(config.num_classes):
-        if f"mesh.{i}.verts" in tensors:
-            meshes.append((tensors[f"mesh.{i}.verts"].numpy(), tensors[f"mesh.{i}.faces"].numpy()))
-    model = NovumModel(config, meshes=meshes or None)
+        model = NovumModel(config, meshes=meshes)
+    except NovumError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
     _load_strict(model.backbone, state, path, allowed_unexpected=())
     for name in ("bank", "clutter"):
@@ -92,8 +112,39 @@ def load_native(path: str | Path, device: str | torch.device = "cpu") -> NovumMo
         if t is None or tuple(t.shape) != want:
             got = None if t is None else tuple(t.shape)
             raise CheckpointError(f"{path}: volumes.{name} has shape {got}, expected {want}")
+        _check_values(f"volumes.{name}", t, path)
         getattr(model.volumes, name).copy_(t)
     return model.to(device).eval()
+
+
+def _native_meshes(tensors: dict[str, torch.Tensor], config: ModelConfig, path: Path):
+    """The class meshes stored in a native checkpoint (all classes or none), checked: verts
+    [n_c, 3] finite floats, faces [F, 3] integer indices into them."""
+    have = [i for i in range(config.num_classes) if f"mesh.{i}.verts" in tensors or f"mesh.{i}.faces" in tensors]
+    if not have:
+        return None
+    if len(have) != config.num_classes:
+        raise CheckpointError(f"{path}: meshes for {len(have)} of {config.num_classes} classes; re-save the checkpoint")
+    meshes = []
+    for i, n in enumerate(config.n_list):
+        v, f = tensors.get(f"mesh.{i}.verts"), tensors.get(f"mesh.{i}.faces")
+        if v is None or f is None:
+            raise CheckpointError(f"{path}: mesh.{i} lacks its {'verts' if v is None else 'faces'}; re-save the checkpoint")
+        if tuple(v.shape) != (n, 3) or not v.is_floating_point():
+            raise CheckpointError(f"{path}: mesh.{i}.verts is {v.dtype} {tuple(v.shape)}, expected float ({n}, 3) "
+                                  f"(n_list[{i}] = {n})")
+        if f.dim() != 2 or f.shape[1] != 3 or f.dtype not in (torch.int32, torch.int64):
+            raise CheckpointError(f"{path}: mesh.{i}.faces is {f.dtype} {tuple(f.shape)}, expected integer (F, 3)")
+        if f.numel() and (int(f.min()) < 0 or int(f.max()) >= n):
+            raise CheckpointError(f"{path}: mesh.{i}.faces index vertices outside 0..{n - 1}")
+        _check_values(f"mesh.{i}.verts", v, path)
+        meshes.append((v.numpy(), f.numpy()))
+    return meshes
+
+
+def _check_values(name: str, t: torch.Tensor, path: Path) -> None:
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise CheckpointError(f"{path}: {name} holds NaN or infinite values (a corrupt file); re-save or re-download it")
 
 
 def safe_torch_load(path: str | Path) -> Any:
@@ -110,11 +161,26 @@ def safe_torch_load(path: str | Path) -> Any:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling failed"
-        raise CheckpointError(f"{path}: refused to load: it needs code outside the allow-list ({_short(first)}); "
+        detail = _unpickling_detail(e)
+        if not any(w in detail for w in ("GLOBAL", "safe_globals", "allowlist")):  # damaged bytes or unusual opcodes
+            raise CheckpointError(f"{path}: refused to load: damaged, or a pickle the safe loader does not accept "
+                                  f"({_short(detail)}); only tensors, containers and argparse.Namespace are accepted") from None
+        raise CheckpointError(f"{path}: refused to load: it needs code outside the allow-list ({_short(detail)}); "
                               f"only tensors, containers and argparse.Namespace are accepted") from None
-    except (RuntimeError, EOFError, ValueError, AttributeError, ImportError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({_short(e)})") from None
+    except MemoryError:
+        raise CheckpointError(f"{path}: corrupt checkpoint (it asks for more memory than this machine has)") from None
+    except Exception as e:  # the zip reader and the unpickler raise many types on damaged files
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {_short(e)})") from None
+
+
+def _unpickling_detail(e: BaseException) -> str:
+    """The line of torch's weights_only message that says what was refused (its first lines are a
+    general preamble about ``weights_only``)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if not ln.startswith(("Weights only load failed", "Check the documentation")):
+            return ln
+    return lines[0] if lines else "unpickling failed"
 
 
 def is_upstream(obj: Any) -> bool:
@@ -149,16 +215,28 @@ def import_upstream(path: str | Path, n_list: tuple[int, ...] | None = None, mes
     extents = cfg.extents if meshes is None and n_list == PASCAL3D_N_LIST else None
     cfg = ModelConfig(classes=tuple(classes), n_list=n_list, max_n=max_n or max(n_list), extents=extents,
                       input_size=cfg.input_size, backbone=cfg.backbone)
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in ck["state"].items()}
+    raw_state = ck["state"]
+    if not isinstance(raw_state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in raw_state.items()):
+        raise CheckpointError(f"{path}: 'state' is not a mapping of weight names to tensors; not an upstream NOVUM checkpoint")
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in raw_state.items()}
     memory = ck["memory"]
-    if not isinstance(memory, torch.Tensor):
-        raise CheckpointError(f"{path}: 'memory' is a {type(memory).__name__}, expected a tensor")
+    if not isinstance(memory, torch.Tensor) or not memory.is_floating_point():
+        what = f"a {memory.dtype} tensor" if isinstance(memory, torch.Tensor) else f"a {type(memory).__name__}"
+        raise CheckpointError(f"{path}: 'memory' is {what}, expected a float tensor")
     d = cfg.backbone.feature_dim
     rows = cfg.num_vertex_rows
-    if memory.dim() != 2 or memory.shape[1] != d or memory.shape[0] <= rows:
+    if memory.dim() != 2 or memory.shape[1] != d or not rows < memory.shape[0] <= rows + MAX_CLUTTER:
         raise CheckpointError(f"{path}: 'memory' has shape {tuple(memory.shape)}, expected "
                               f"({len(classes)}*{cfg.max_n} + clutter, {d}) = ({rows} + 2560, {d})")
     cfg.n_clutter = int(memory.shape[0] - rows)
+    # keys and shapes first, against the architecture's shapes (nothing allocated for a wrong file)
+    _check_state(_reference_shapes(json.dumps(dataclasses.asdict(cfg.backbone))), state, path,
+                 IGNORED_UPSTREAM_PREFIXES, cfg.backbone.arch)
+    for k, v in state.items():
+        if not k.startswith(IGNORED_UPSTREAM_PREFIXES):
+            _check_values(k, v, path)
+    _check_values("memory", memory, path)
     model = NovumModel(cfg, meshes=meshes)
     _load_strict(model.backbone, state, path, allowed_unexpected=IGNORED_UPSTREAM_PREFIXES)
     model.volumes.load_memory(memory.float())
@@ -180,19 +258,37 @@ def checkpoint_kind(path: str | Path) -> str:
     return "native" if Path(path).suffix in NATIVE_SUFFIXES else "upstream"
 
 
-def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path, allowed_unexpected) -> None:
-    own = module.state_dict()
+@functools.lru_cache(maxsize=4)
+def _reference_shapes(backbone_json: str) -> dict[str, tuple[int, ...]]:
+    """Weight names and shapes of a backbone, from a model on the meta device (built once per config)."""
+    with torch.device("meta"):
+        module = NovumBackbone(BackboneConfig(**json.loads(backbone_json)))
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def _check_state(own: dict[str, Any], state: dict[str, torch.Tensor], path, allowed_unexpected, arch: str) -> None:
+    """Every weight of ``own`` (name -> shape or tensor) is in ``state`` with its shape, nothing else
+    (but the allowed prefixes)."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own and not k.startswith(tuple(allowed_unexpected))]
     if missing:
-        raise CheckpointError(f"{path}: {len(missing)} missing weights, e.g. {missing[:3]}; "
-                              f"the file does not hold this architecture ({module.cfg.arch})")
+        raise CheckpointError(f"{path}: {len(missing)} missing weights, e.g. {[_short(k, 60) for k in missing[:3]]}; "
+                              f"the file does not hold this architecture ({arch})")
     if unexpected:
-        raise CheckpointError(f"{path}: {len(unexpected)} unexpected weights, e.g. {unexpected[:3]}")
+        raise CheckpointError(f"{path}: {len(unexpected)} unexpected weights, e.g. {[_short(k, 60) for k in unexpected[:3]]}")
     for k, v in own.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{path}: weight {k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
-    module.load_state_dict({k: state[k] for k in own}, strict=True)
+        want = tuple(v) if isinstance(v, tuple) else tuple(v.shape)
+        if tuple(state[k].shape) != want:
+            raise CheckpointError(f"{path}: weight {k} has shape {tuple(state[k].shape)}, expected {want}")
+
+
+def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path, allowed_unexpected) -> None:
+    own = module.state_dict()
+    _check_state(own, state, path, allowed_unexpected, module.cfg.arch)
+    try:
+        module.load_state_dict({k: state[k] for k in own}, strict=True)
+    except RuntimeError as e:  # e.g. a dtype that cannot be copied into a float weight
+        raise CheckpointError(f"{path}: cannot load the weights ({_short(e)})") from None
 
 
 def _existing(path: str | Path) -> Path:
