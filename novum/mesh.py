@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from novum.config import PASCAL3D_CLASSES, PASCAL3D_GRIDS
+from novum.errors import InputError
 
 
 def grid_size(w: float, h: float, d: float, number_vertices: int) -> tuple[int, int, int]:
@@ -111,15 +112,38 @@ def default_extents(name: str) -> tuple[float, ...]:
     return (-0.5, 0.5, -0.5, 0.5, -0.5, 0.5)
 
 
+MAX_OFF_BYTES = 64 << 20          # a PASCAL3D+ CAD mesh is ~50 kB
+MAX_OFF_VERTICES = 1 << 20
+
+
 def load_off(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read an OFF mesh as upstream does (line 2 holds "nV nF 0", faces are "3 a b c")."""
-    lines = Path(path).read_text().splitlines()
+    """Read an OFF mesh as upstream does (line 2 holds "nV nF 0", faces are "3 a b c"). A mesh
+    file is untrusted input: its size, counts, numbers and face indices are checked, and a bad file
+    is one InputError line."""
+    p = Path(path)
+    fix = "pass the CAD_single folder of PASCAL3D+ (or meshes written by novum)"
+    try:
+        if p.stat().st_size > MAX_OFF_BYTES:
+            raise InputError(f"{p}: a mesh of {p.stat().st_size} bytes, more than the {MAX_OFF_BYTES} allowed; {fix}")
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: cannot read the mesh ({' '.join(str(e).split())[:100]}); {fix}") from None
     if not lines or lines[0].strip() != "OFF":
-        raise ValueError(f"{path}: not an OFF mesh (first line is not 'OFF')")
-    nv, nf = (int(t) for t in lines[1].split()[:2])
-    verts = np.array([[float(t) for t in ln.split()] for ln in lines[2:2 + nv]], dtype=np.float32)
-    faces = np.array([[int(t) for t in ln.split()[1:4]] for ln in lines[2 + nv:2 + nv + nf]], dtype=np.int64)
-    return verts, faces
+        raise InputError(f"{p}: not an OFF mesh (first line is not 'OFF'); {fix}")
+    try:
+        nv, nf = (int(t) for t in lines[1].split()[:2])
+        if not (0 < nv <= MAX_OFF_VERTICES and 0 <= nf <= 4 * MAX_OFF_VERTICES and len(lines) >= 2 + nv + nf):
+            raise ValueError(f"counts {nv} vertices, {nf} faces for {len(lines) - 2} lines")
+        verts = np.array([[float(t) for t in ln.split()[:3]] for ln in lines[2:2 + nv]], dtype=np.float64)
+        faces = np.array([[int(t) for t in ln.split()[1:4]] for ln in lines[2 + nv:2 + nv + nf]],
+                         dtype=np.int64).reshape(-1, 3)
+    except (ValueError, IndexError) as e:
+        raise InputError(f"{p}: not a valid OFF mesh ({' '.join(str(e).split())[:100]}); {fix}") from None
+    if verts.shape != (nv, 3) or not np.isfinite(verts).all() or np.abs(verts).max() > 1e6:
+        raise InputError(f"{p}: the OFF vertices are not {nv} finite (x, y, z) rows; {fix}")
+    if faces.size and (faces.min() < 0 or faces.max() >= nv):
+        raise InputError(f"{p}: OFF faces index vertices outside 0..{nv - 1}; {fix}")
+    return verts.astype(np.float32), faces
 
 
 def save_off(path: str | Path, verts: np.ndarray, faces: np.ndarray) -> None:
