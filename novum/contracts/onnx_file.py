@@ -177,6 +177,24 @@ def decode_metadata(props: Any, where: Any) -> dict[str, Any]:
     return out
 
 
+def check_io_agrees(config: dict[str, Any], input_shape: Any, scores_shape: Any, where: Any) -> None:
+    """The graph's input [B, H, W, 3] and ``scores`` [B, C] agree with the metadata's input size and
+    classes (metadata that names other classes would label every frame wrongly). Symbolic dims
+    (strings, None, -1) are not checked."""
+    def fixed(d: Any) -> bool:
+        return isinstance(d, int) and d > 0
+
+    h, w = config["input_size"]
+    if len(input_shape) == 4 and fixed(input_shape[1]) and fixed(input_shape[2]) and \
+            (input_shape[1], input_shape[2]) != (h, w):
+        raise OnnxFileError(f"{where}: metadata input_size [{h}, {w}] disagrees with the graph's input "
+                            f"[{input_shape[1]}, {input_shape[2]}] (a damaged or altered file); re-export it with novum-export")
+    n = len(config["classes"])
+    if scores_shape is not None and len(scores_shape) == 2 and fixed(scores_shape[1]) and scores_shape[1] != n:
+        raise OnnxFileError(f"{where}: metadata names {n} classes but the graph's scores have {scores_shape[1]} "
+                            f"(a damaged or altered file); re-export it with novum-export")
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Decoded metadata of a novum ONNX file (:func:`decode_metadata`)."""
     return decode_metadata(read_raw_metadata(path), path)
