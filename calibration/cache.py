@@ -52,8 +52,9 @@ _DTYPE_MAX = {"float16": 65504.0, "float32": _F32, "float64": 1.7e308, "int32": 
               "uint64": 2 ** 64 - 1}
 
 
-def _array(dtypes: tuple[str, ...]) -> Obj:
-    """numpy arrays as ONNX Runtime's CalibrationCacheEncoder writes them (a scalar or a flat list)."""
+def _array(dtypes: tuple[str, ...], max_len: int = MAX_ARRAY, min_len: int = 0) -> Obj:
+    """numpy arrays as ONNX Runtime's CalibrationCacheEncoder writes them (a scalar or a flat list
+    of ``min_len..max_len`` values)."""
     def in_range(d: dict) -> tuple[str, str] | None:
         top = _DTYPE_MAX[d["dtype"]]
         vals = d["data"] if isinstance(d["data"], list) else [d["data"]]
@@ -63,11 +64,13 @@ def _array(dtypes: tuple[str, ...]) -> Obj:
             return "data", f"holds fractions in a {d['dtype']} array"
         return None
     return Obj({"CLS": Str(choices=("numpy.array",)), "dtype": Str(choices=dtypes),
-                "data": Either(Num(), List(Num(), MAX_ARRAY))},
+                "data": Either(Num(), List(Num(), max_len, min_len))},
                required=("CLS", "dtype", "data"), unknown="reject", checks=[in_range], what=f"an array ({'/'.join(dtypes)})")
 
 
 _FLOATS = Either(Num(-_F32, _F32), _array(("float32", "float16")))
+# a range end, mean or deviation is one number per tensor (a 0-d array, or one value in a list)
+_ONE_FLOAT = Either(Num(-_F32, _F32), _array(("float32", "float16"), 1, 1))
 _COUNTS = Either(Int(0, 2 ** 63 - 1), _array(("int64", "int32", "uint64", "float32", "float64")))
 _BINS = Either(Int(0, MAX_ARRAY), _array(("float32", "float16", "float64", "int64")))
 
@@ -80,8 +83,8 @@ def _low_high(d: dict) -> tuple[str, str] | None:
     return None
 
 
-TENSOR_DATA = Obj({"CLS": Str(choices=("TensorData",)), "lowest": _FLOATS, "highest": _FLOATS, "avg": _FLOATS,
-                   "std": _FLOATS, "hist": _COUNTS, "hist_edges": _FLOATS, "bins": _BINS},
+TENSOR_DATA = Obj({"CLS": Str(choices=("TensorData",)), "lowest": _ONE_FLOAT, "highest": _ONE_FLOAT, "avg": _ONE_FLOAT,
+                   "std": _ONE_FLOAT, "hist": _COUNTS, "hist_edges": _FLOATS, "bins": _BINS},
                   required=("lowest", "highest"), unknown="reject", checks=[_low_high])
 TENSORS_DATA = Obj({
     "CLS": Str(choices=("TensorsData",)),
