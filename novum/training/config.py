@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from novum.config import MIN_INPUT_SIDE, PASCAL3D_CLASSES, ModelConfig, small_config
+from novum.contracts.schema import parse_json, parse_yaml, read_text, show
 from novum.errors import InputError
 
 STRIDE = 8   # the feature stride of every novum backbone
+MAX_CONFIG_BYTES = 1 << 20
 
 # what a run folder holds (novum.training.loop writes them)
 MODEL_FILE = "model.safetensors"
@@ -228,18 +230,17 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         p = Path(path)
         if not p.is_file():
             raise InputError(f"{p}: training config not found")
-        text = p.read_text()
+        text = read_text(p, MAX_CONFIG_BYTES, "training config")
         if p.suffix in (".yaml", ".yml"):
             try:
-                import yaml
+                import yaml  # noqa: F401
             except ImportError:
                 raise InputError(f"{p}: reading YAML needs PyYAML (pip install pyyaml), or use a .json config") from None
-            d = yaml.safe_load(text) or {}
+            d = parse_yaml(text, str(p), what="training config") or {}   # JSON types only, aliases bounded
         else:
-            try:
-                d = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{p}: invalid JSON ({e.msg} at line {e.lineno})") from None
+            d = parse_json(text, str(p), what="training config")
+        if not isinstance(d, dict):
+            raise InputError(f"{p}: a training config is an object of keys (e.g. {{\"epochs\": 5}}), not {show(d)}")
     for ov in overrides:
         key, sep, raw = ov.partition("=")
         if not sep:
