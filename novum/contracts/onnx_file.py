@@ -23,7 +23,7 @@ import onnx
 
 from novum import __version__
 from novum.config import CLASSES, INPUT_SIZE, MAX_CLASSES, MAX_CONFIG_JSON, MAX_VERTICES, MODEL_CONFIG_JSON, ModelConfig
-from novum.contracts.schema import AnyJson, Int, IntText, JsonText, List, Obj, SchemaError, Str, show, validate
+from novum.contracts.schema import AnyJson, AsText, Int, IntText, JsonText, List, Obj, SchemaError, Str, show, validate
 from novum.errors import InputError, NovumError
 
 # TensorRT 10.3 (JetPack 6) and 11.x parse it; ORT static INT8 quantization needs <= 20.
@@ -120,14 +120,15 @@ METADATA = Obj({
     "calib_source": _NAME,
     "calib_kind": Str(64),
     "calib_method": Str(64),
-    "calib_count": IntText(0, 1 << 24),
-    "calib_seed": IntText(-(1 << 63), 1 << 64),
-    "calib_samples": JsonText(List(_NAME, 1 << 16), MAX_PROP_VALUE),
+    # the INT8 record stays text (as novum.calibration wrote it), checked all the same
+    "calib_count": AsText(IntText(0, 1 << 24)),
+    "calib_seed": AsText(IntText(-(1 << 63), 1 << 64)),
+    "calib_samples": AsText(JsonText(List(_NAME, 1 << 16), MAX_PROP_VALUE)),
     "calib_sha256": Str(64, pattern=_HEX64, what="a sha256 (64 hex digits)"),
-    "int8_quantized_convs": IntText(0, 1 << 20),
-    "int8_fp32_layers": JsonText(List(_NAME, 1 << 16), MAX_PROP_VALUE),
+    "int8_quantized_convs": AsText(IntText(0, 1 << 20)),
+    "int8_fp32_layers": AsText(JsonText(List(_NAME, 1 << 16), MAX_PROP_VALUE)),
     "fp32_sha256": Str(64, pattern=_HEX64, what="a sha256 (64 hex digits)"),
-    "int8_gate": JsonText(AnyJson((dict,), "an object"), MAX_PROP_VALUE),
+    "int8_gate": AsText(JsonText(AnyJson((dict,), "an object"), MAX_PROP_VALUE)),
 }, required=("novum_config",), checks=[lambda d: _agrees_with_config(d)], max_keys=MAX_PROPS)
 
 

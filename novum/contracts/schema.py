@@ -9,7 +9,7 @@ Every file novum reads from elsewhere is untrusted: model metadata (``novum_conf
    nesting, YAML: JSON types only and a bounded node count, so alias bombs stop early),
 3. checks the value with :func:`validate` against a declarative schema built from the specs below
    (:class:`Int`, :class:`Num`, :class:`Str`, :class:`Bool`, :class:`List`, :class:`Obj`,
-   :class:`Map`, :class:`Nullable`, :class:`Either`, :class:`JsonText`, :class:`AnyJson`).
+   :class:`Map`, :class:`Nullable`, :class:`Either`, :class:`JsonText`, :class:`AsText`, :class:`AnyJson`).
 
 A wrong or hostile value ends in one :class:`SchemaError` line that names the file, the field and
 what it must be, e.g. ``m.onnx: novum_config.max_n must be an integer in [1, 65536], got 10**9;
@@ -339,6 +339,19 @@ class JsonText(Spec):
         except Problem as p:
             raise Problem(path, p.message) from None
         return self.inner.check(parsed, path)
+
+
+class AsText(Spec):
+    """A string checked by ``inner`` (e.g. :class:`JsonText`, :class:`IntText`) but returned as the
+    text itself, for readers that keep such values as strings."""
+
+    def __init__(self, inner: Spec) -> None:
+        self.inner = inner
+        self.what = inner.what
+
+    def check(self, value: Any, path: str) -> Any:
+        self.inner.check(value, path)
+        return value
 
 
 def _join(path: str, key: Any) -> str:
