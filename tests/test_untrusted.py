@@ -527,3 +527,21 @@ def test_onnx_external_data_outside_its_folder_is_refused(tmp_path):
     with pytest.raises(NovumError) as e:
         load(path, intra_op_threads=1)
     one_line(e, "m.onnx")
+
+
+def test_triton_client_checks_the_servers_novum_config():
+    """novum-run --server reads classes and input size from the server's novum_config parameter:
+    the same schema bounds it (a server is as untrusted as a model file)."""
+    from novum.runtime.backends.triton import TritonBackend
+
+    class Where:
+        def _where(self) -> str:
+            return "http://10.0.0.9:8000 model 'novum'"
+
+    good = json.dumps(T.tiny_config().to_dict())
+    assert TritonBackend._novum_config(Where(), {"novum_config": good})["classes"] == list(T.CLASSES)
+    for raw, words in [(json.dumps({**T.tiny_config().to_dict(), "max_n": 10 ** 9}), ["max_n"]),
+                       ("{", ["not valid JSON"]), (json.dumps({"classes": ["x"] * 5000, "input_size": [8, 8]}), ["classes"])]:
+        with pytest.raises(NovumError) as e:
+            TritonBackend._novum_config(Where(), {"novum_config": raw})
+        one_line(e, "novum_config parameter", *words, "novum-export --triton")

@@ -10,19 +10,19 @@ frame order is kept. Server errors and a server that goes away become one-line
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from novum.config import MODEL_CONFIG_JSON
+from novum.contracts.schema import validate
 from novum.errors import InputError, NovumError
 from novum.runtime.backends.base import Backend, TensorSpec
 
 DTYPES = {"TYPE_UINT8": np.uint8, "TYPE_INT8": np.int8, "TYPE_INT32": np.int32, "TYPE_INT64": np.int64,
           "TYPE_FP16": np.float16, "TYPE_FP32": np.float32, "TYPE_FP64": np.float64, "TYPE_BOOL": np.bool_}
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
-MAX_CLASSES = 100_000
 # gRPC statuses that mean "nobody answers" rather than "the server refused this request"
 _GONE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "ABORTED")
 
@@ -166,17 +166,9 @@ class TritonBackend(Backend):
         if not raw:
             raise NovumError(f"{self._where()}: not a novum model (its config has no novum_config parameter); serve a "
                              f"repository written by novum-export --triton, or use novum-serve")
-        try:
-            cfg = json.loads(raw)
-        except ValueError:
-            raise NovumError(f"{self._where()}: the novum_config parameter is not valid JSON; re-export the "
-                             f"repository with novum-export --triton") from None
-        classes, size = (cfg.get("classes"), cfg.get("input_size")) if isinstance(cfg, dict) else (None, None)
-        if not (isinstance(classes, list) and 0 < len(classes) <= MAX_CLASSES and all(isinstance(c, str) for c in classes)
-                and isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= 16384 for v in size)):
-            raise NovumError(f"{self._where()}: the novum_config parameter lacks valid classes / input_size; re-export "
-                             f"the repository with novum-export --triton")
-        return cfg
+        # the server's word is untrusted like any model file: the ModelConfig schema bounds it
+        return validate(MODEL_CONFIG_JSON, raw, f"{self._where()}: novum_config parameter",
+                        "re-export the repository with novum-export --triton")
 
     # -- Backend -----------------------------------------------------------------------------
     def describe(self) -> str:
