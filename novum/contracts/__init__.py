@@ -4,6 +4,8 @@ The lowest layer with ``novum.errors``, ``novum.io``, ``novum.config``, ``novum.
 ``novum.bundled``: it imports none of torch, ``novum.export``, ``novum.runtime`` or
 ``novum.calibration`` (``docs/architecture.md``, "Layers").
 
+- :mod:`~novum.contracts.schema`: schemas and bounded parsers for files that travel with models
+  (one-line ``SchemaError``s naming the file and the field);
 - :mod:`~novum.contracts.onnx_file`: the ONNX graph's I/O names, ``metadata_props`` (write and
   read), files with external data, atomic placement;
 - :mod:`~novum.contracts.sidecar`: the JSON sidecar next to a TensorRT plan (write, read, check);
