@@ -217,7 +217,7 @@ def test_sidecar_missing_or_corrupt(tmp_path):
     with pytest.raises(EngineMismatchError, match="no sidecar"):
         check_sidecar(eng, "10.3.0.26", "x", (8, 7))
     sidecar_path(eng).write_text("{not json")
-    with pytest.raises(EngineMismatchError, match="unreadable sidecar"):
+    with pytest.raises(EngineMismatchError, match="sidecar is not valid JSON"):
         check_sidecar(eng, "10.3.0.26", "x", (8, 7))
 
 

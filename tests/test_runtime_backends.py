@@ -79,12 +79,15 @@ def test_provider_comes_from_the_session_not_the_available_list(monkeypatch):
 
 
 def _edit_config(src: Path, dst: Path, **changes) -> Path:
+    """A copy whose novum_config (and the copies of its values kept as their own keys) say ``changes``."""
     proto = onnx.load(str(src))
     for p in proto.metadata_props:
         if p.key == "novum_config":
             cfg = json.loads(p.value)
             cfg.update(changes)
             p.value = json.dumps(cfg)
+        elif p.key in changes:
+            p.value = json.dumps(changes[p.key])
     onnx.save(proto, str(dst))
     return dst
 
@@ -95,7 +98,8 @@ def test_model_whose_input_size_or_classes_do_not_match(tmp_path):
         load(bad)
     assert "128x160" in one_line(e) and "256x320" in str(e.value)
     cfg = json.loads(next(p.value for p in onnx.load(str(small_onnx())).metadata_props if p.key == "novum_config"))
-    bad = _edit_config(small_onnx(), tmp_path / "classes.onnx", classes=cfg["classes"][:5], n_list=cfg["n_list"][:5])
+    bad = _edit_config(small_onnx(), tmp_path / "classes.onnx", classes=cfg["classes"][:5], n_list=cfg["n_list"][:5],
+                       extents=cfg["extents"] and cfg["extents"][:5])
     with pytest.raises(NovumError) as e:
         load(bad)
     assert "scores has 12 classes but the metadata lists 5" in one_line(e)

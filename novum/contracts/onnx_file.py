@@ -172,28 +172,11 @@ def decode_metadata(props: Any, where: Any) -> dict[str, Any]:
     SchemaError line naming the file and the key (:data:`METADATA`)."""
     raw = check_props_size(props, where)
     if "novum_config" not in raw:
-        raise OnnxFileError(f"{where}: an ONNX file without novum metadata; export it with novum-export")
+        raise OnnxFileError(f"{where}: an ONNX file without novum metadata (no 'novum_config'): not a novum export; "
+                            f"export it with novum-export")
     out = validate(METADATA, raw, str(where), "re-export it with novum-export")
     out["config"] = ModelConfig.from_dict(out["novum_config"], f"{where}: novum_config")
     return out
-
-
-def check_io_agrees(config: dict[str, Any], input_shape: Any, scores_shape: Any, where: Any) -> None:
-    """The graph's input [B, H, W, 3] and ``scores`` [B, C] agree with the metadata's input size and
-    classes (metadata that names other classes would label every frame wrongly). Symbolic dims
-    (strings, None, -1) are not checked."""
-    def fixed(d: Any) -> bool:
-        return isinstance(d, int) and d > 0
-
-    h, w = config["input_size"]
-    if len(input_shape) == 4 and fixed(input_shape[1]) and fixed(input_shape[2]) and \
-            (input_shape[1], input_shape[2]) != (h, w):
-        raise OnnxFileError(f"{where}: metadata input_size [{h}, {w}] disagrees with the graph's input "
-                            f"[{input_shape[1]}, {input_shape[2]}] (a damaged or altered file); re-export it with novum-export")
-    n = len(config["classes"])
-    if scores_shape is not None and len(scores_shape) == 2 and fixed(scores_shape[1]) and scores_shape[1] != n:
-        raise OnnxFileError(f"{where}: metadata names {n} classes but the graph's scores have {scores_shape[1]} "
-                            f"(a damaged or altered file); re-export it with novum-export")
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

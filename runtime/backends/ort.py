@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from novum.contracts.int8 import ONNXRUNTIME, TENSORRT, int8_target, require_target, sibling
-from novum.contracts.onnx_file import check_io_agrees, decode_metadata, read_raw_metadata
+from novum.contracts.onnx_file import decode_metadata, read_raw_metadata
 from novum.errors import InputError, NovumError
 from novum.extras import require
 from novum.runtime.backends.base import Backend, TensorSpec
@@ -79,8 +79,6 @@ class OrtBackend(Backend):
                              f"novum-export") from None
         meta = decode_metadata(props, self.path)
         self.metadata = meta["novum_config"]
-        scores = next((t.shape for t in self.outputs if t.name == "scores"), None)
-        check_io_agrees(self.metadata, self.inputs[0].shape, scores, self.path)
         self.precision = meta.get("precision") or _guess_precision(self.path)
         self.int8_target = int8_target(meta)
         self._input_name = self.inputs[0].name
