@@ -261,6 +261,17 @@ def show_list(v: Any) -> str:
     return "[" + ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) + "]"
 
 
+# the framing record (novum.data.framing): what --roi reproduces; Framer also checks object_fill
+FRAMING = Obj({
+    "object_fill": Num(0.05, 1.0),
+    "centre_offset": List(Num(-10.0, 10.0), 2, 2),
+    "fill_quartiles": List(Num(0.0, 10.0), 2, 2),
+    "aspect": Num(0, 100, gt=True),
+    "pad": Str(choices=("zero",)),
+    "samples": Int(0, 1 << 40),
+    "source": Str(256),
+}, what="a framing record (object_fill, centre_offset, ...)")
+
 MODEL_CONFIG = Obj({
     "classes": CLASSES,
     "n_list": List(Int(1, MAX_VERTICES), MAX_CLASSES, min_len=1),
@@ -275,6 +286,8 @@ MODEL_CONFIG = Obj({
     "distance": Num(0, 1e6, gt=True),
     "stride": Int(1, 64),
     "backbone": BACKBONE_CONFIG,
+    "framing": Nullable(FRAMING),
+    "trained_input_size": Nullable(INPUT_SIZE),
 }, required=("classes", "input_size"), checks=[_model_rules])
 
 

@@ -51,6 +51,9 @@ def _cfg(**change) -> dict:
     ({"backbone": {"width": 512, "layers": [64, 64, 64, 64]}}, ["backbone", "weights"]),
     ({"backbone": {"feature_dim": 1024}, "max_n": 65536, "classes": [f"c{i}" for i in range(12)]}, ["max_n", "feature bank"]),
     ({"backbone": {"arch": "x", "cmd": "rm -rf /"}}, ["backbone.cmd", "not a known field"]),
+    ({"framing": {"object_fill": 50, "centre_offset": [0, 0]}}, ["framing.object_fill"]),
+    ({"framing": "centre"}, ["framing", "framing record"]),
+    ({"trained_input_size": [0, 5]}, ["trained_input_size[0]"]),
 ])
 def test_model_config_schema_refuses(change, words):
     with pytest.raises(SchemaError) as e:

@@ -22,8 +22,8 @@ from typing import Any, Iterator
 import onnx
 
 from novum import __version__
-from novum.config import CLASSES, INPUT_SIZE, MAX_CLASSES, MAX_CONFIG_JSON, MAX_VERTICES, MODEL_CONFIG_JSON, ModelConfig
-from novum.contracts.schema import AnyJson, AsText, Int, IntText, JsonText, List, Obj, SchemaError, Str, show, validate
+from novum.config import CLASSES, FRAMING, INPUT_SIZE, MAX_CLASSES, MAX_CONFIG_JSON, MAX_VERTICES, MODEL_CONFIG_JSON, ModelConfig
+from novum.contracts.schema import AnyJson, AsText, Int, IntText, JsonText, List, Nullable, Obj, SchemaError, Str, show, validate
 from novum.errors import InputError, NovumError
 
 # TensorRT 10.3 (JetPack 6) and 11.x parse it; ORT static INT8 quantization needs <= 20.
@@ -115,6 +115,9 @@ METADATA = Obj({
     "max_batch": IntText(1, MAX_BATCH_LIMIT),
     "stride": IntText(1, 64),
     "fp16_head": Str(choices=("fp16", "fp32")),
+    # copies of config values, kept as text (readers use novum_config's)
+    "trained_input_size": AsText(JsonText(INPUT_SIZE, 256)),
+    "framing": AsText(JsonText(Nullable(FRAMING), 4096)),
     # novum.calibration's record of an INT8 model
     "int8_recipe": Str(1024),
     "calib_source": _NAME,
