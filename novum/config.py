@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from novum.contracts.schema import AnyJson, Int, JsonText, List, Nullable, Num, Obj, Str, validate
+from novum.contracts.schema import AnyJson, Int, JsonText, List, Nullable, Num, Obj, SchemaError, Str, validate
 
 PASCAL3D_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "boat", "bottle", "bus", "car",
@@ -144,7 +144,10 @@ class ModelConfig:
         version does not know are ignored (files from a newer novum load)."""
         d = check_model_config(d, where, fix)
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        try:
+            return cls(**{k: v for k, v in d.items() if k in names})
+        except (ValueError, TypeError) as e:  # a rule of __post_init__ the schema does not repeat
+            raise SchemaError(" ".join(f"{where}: {e}{'; ' + fix if fix else ''}".split())) from None
 
 
 def upstream_config() -> ModelConfig:
@@ -211,10 +214,18 @@ def backbone_weights(bb: dict) -> int:
     c2, c3, c4 = (w * m * e for m in (2, 4, 8))
     d = bb["decoder_out"]
     total += 9 * (c4 * c3 + c3 * c3) + 9 * (2 * c3 * c3 + c3 * c2) + 9 * (2 * c2 * c2 + c2 * d) + d * bb["feature_dim"]
+    m = bb.get("cell_mlp") or 0   # the per-cell MLP, then the projection from its width
+    total += m * (d + m + bb["feature_dim"])
     return total
 
 
-def _backbone_size(bb: dict) -> str | None:
+def _backbone_size(bb: dict) -> str | tuple[str, str] | None:
+    full = {**dataclasses.asdict(BackboneConfig()), **bb}
+    if full["stages"] == 2:
+        e = 4 if full["block"] == "bottleneck" else 1
+        if full["decoder_out"] != 2 * full["width"] * e:
+            return "decoder_out", (f"must be the stage-2 width {2 * full['width'] * e} for a 2-stage backbone "
+                                   f"(no decoder), got {full['decoder_out']}")
     n = backbone_weights(bb)
     if n > MAX_BACKBONE_WEIGHTS:
         return f"describes {n} weights, more than the {MAX_BACKBONE_WEIGHTS} allowed (width, layers, decoder_out)"
@@ -228,6 +239,8 @@ BACKBONE_CONFIG = Obj({
     "width": Int(1, 512),
     "decoder_out": Int(1, 8192),
     "feature_dim": Int(1, MAX_FEATURE_DIM),
+    "stages": Int(2, 4),
+    "cell_mlp": Int(0, 8192),
 }, unknown="reject", checks=[_backbone_size])
 
 

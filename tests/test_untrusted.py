@@ -54,6 +54,8 @@ def _cfg(**change) -> dict:
     ({"framing": {"object_fill": 50, "centre_offset": [0, 0]}}, ["framing.object_fill"]),
     ({"framing": "centre"}, ["framing", "framing record"]),
     ({"trained_input_size": [0, 5]}, ["trained_input_size[0]"]),
+    ({"backbone": {"stages": 2, "decoder_out": 7}}, ["backbone.decoder_out", "2-stage"]),
+    ({"backbone": {"stages": 5}}, ["backbone.stages"]),
 ])
 def test_model_config_schema_refuses(change, words):
     with pytest.raises(SchemaError) as e:
