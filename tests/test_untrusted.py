@@ -132,6 +132,7 @@ def test_onnx_metadata_of_an_export_decodes():
     ({"outputs": '["scores", "rm"]'}, ["outputs[1]"]),
     ({"source_sha256": "../../x"}, ["source_sha256", "sha256"]),
     ({"opset": "17; rm"}, ["opset"]),
+    ({"precision": "int8", "int8_target": "cuda"}, ["int8_target"]),
 ])
 def test_onnx_metadata_schema_refuses(change, words):
     from novum.contracts.onnx_file import decode_metadata

@@ -132,6 +132,10 @@ METADATA = Obj({
     "int8_fp32_layers": AsText(JsonText(List(_NAME, 1 << 16), MAX_PROP_VALUE)),
     "fp32_sha256": Str(64, pattern=_HEX64, what="a sha256 (64 hex digits)"),
     "int8_gate": AsText(JsonText(AnyJson((dict,), "an object"), MAX_PROP_VALUE)),
+    "int8_target": Str(choices=("onnxruntime", "tensorrt")),      # novum.contracts.int8.TARGETS
+    "int8_activations": Str(choices=("int8", "uint8")),
+    "int8_weight_bits": AsText(IntText(1, 16)),
+    "int8_ort_fusion": AsText(JsonText(AnyJson((dict,), "an object"), MAX_PROP_VALUE)),
 }, required=("novum_config",), checks=[lambda d: _agrees_with_config(d)], max_keys=MAX_PROPS)
 
 
