@@ -19,9 +19,11 @@ from novum.contracts.int8 import TENSORRT, require_target
 from novum.contracts.onnx_file import INPUT_NAME, onnx_sha256, read_metadata
 from novum.contracts.sidecar import write_sidecar
 from novum.errors import InputError, NovumError
+from novum.gpu import cuda_driver, import_tensorrt
 from novum.io import atomic_path, atomic_write_bytes
 
-HW_LEVELS = {"ampere_plus": "AMPERE_PLUS", "same_compute_capability": "SAME_COMPUTE_CAPABILITY"}
+# --hardware-compatible choice -> the first TensorRT with that HardwareCompatibilityLevel member
+HW_LEVELS = {"ampere_plus": "8.6", "same_compute_capability": "10.9"}
 
 
 class EngineBuildError(NovumError):
@@ -41,33 +43,11 @@ class EngineOptions:
     timing_cache: Path | None = None      # default: default_timing_cache(...)
 
 
-def import_tensorrt() -> ModuleType | None:
-    try:
-        import tensorrt
-    except ImportError:
-        return None
-    return tensorrt
-
-
-def gpu_info() -> tuple[str, tuple[int, int]] | None:
-    """(name, compute capability) of CUDA device 0, or None without a usable GPU."""
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        return torch.cuda.get_device_name(0), tuple(torch.cuda.get_device_capability(0))
-    except Exception:
-        return None
-
-
 def engine_unavailable_reason() -> str | None:
-    """Why no engine can be built here (None when TensorRT and a GPU are present)."""
-    if import_tensorrt() is None:
-        return "TensorRT is not installed (pip install '.[trt]' on a machine with an NVIDIA GPU)"
-    if gpu_info() is None:
-        return "no CUDA GPU is visible"
-    return None
+    """Why no engine can be built here (None when TensorRT and a GPU are present). The GPU is asked
+    from the CUDA driver (:mod:`novum.gpu`), not torch: no torch, or a CPU-only one, is fine."""
+    trt, why = import_tensorrt()
+    return why if trt is None else cuda_driver().error
 
 
 def default_timing_cache(trt_version: str, compute_capability: tuple[int, int]) -> Path:
@@ -89,13 +69,17 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, options: Eng
         require_target(meta, TENSORRT, onnx_path, "TensorRT")
     except InputError as e:
         raise EngineBuildError(str(e)) from None
-    trt = trt or import_tensorrt()
     if trt is None:
-        raise EngineBuildError("TensorRT is not installed; pip install '.[trt]' on a machine with an NVIDIA GPU")
-    gpu = gpu or gpu_info()
+        trt, why = import_tensorrt()
+        if trt is None:
+            raise EngineBuildError(f"no engine can be built here: {why}")
     if gpu is None:
-        raise EngineBuildError("no CUDA GPU is visible; build the engine on the machine that will run it")
+        driver = cuda_driver()
+        if not driver.gpus:
+            raise EngineBuildError(f"no engine can be built here: {driver.error}; build it on the machine that will run it")
+        gpu = (driver.gpus[0].name, driver.gpus[0].compute_capability)
     o = options or EngineOptions()
+    hw_level = _hardware_level(trt, o.hardware_compatible)
     H, W = meta["input_size"]
     lo, opt, hi = o.min_batch, o.opt_batch or o.max_batch, o.max_batch
     if not 1 <= lo <= opt <= hi:
@@ -103,7 +87,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, options: Eng
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    # strongly typed: an opt-in flag on 10.x; on 11.x always on (the flag is deprecated, ignored, may go)
+    typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    network = builder.create_network(0 if typed is None else 1 << int(typed))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):  # reads external .data next to the file too
         errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -117,22 +103,18 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, options: Eng
         config.clear_flag(trt.BuilderFlag.TF32)
     if o.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if o.hardware_compatible:
-        if o.hardware_compatible not in HW_LEVELS:
-            raise EngineBuildError(f"unknown hardware compatibility '{o.hardware_compatible}'; use {sorted(HW_LEVELS)}")
-        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, HW_LEVELS[o.hardware_compatible])
+    if hw_level is not None:
+        config.hardware_compatibility_level = hw_level
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT_NAME, (lo, H, W, 3), (opt, H, W, 3), (hi, H, W, 3))
     config.add_optimization_profile(profile)
 
     cache_path = Path(o.timing_cache) if o.timing_cache else default_timing_cache(trt.__version__, gpu[1])
-    prev = cache_path.read_bytes() if cache_path.is_file() else b""
-    cache = config.create_timing_cache(prev)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    cache, warm = _timing_cache(config, cache_path, log)
 
     log(f"building TensorRT {trt.__version__} engine for {gpu[0]} (batch {lo}..{hi}, {meta['precision']}"
         f"{', strict fp32' if o.strict_fp32 else ''}); this can take minutes"
-        + (" (timing cache warm)" if prev else ""))
+        + (" (timing cache warm)" if warm else ""))
     t0 = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -144,13 +126,53 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, options: Eng
             f.write(memoryview(plan))
         info = sidecar_info(meta, trt.__version__, gpu, o, onnx_sha256(onnx_path), onnx_path.name, rebuild_command)
         write_sidecar(engine_path, info)  # sidecar first: a visible engine always has one
-    try:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(cache_path, bytes(memoryview(cache.serialize())))
-    except OSError as e:  # a read-only cache folder must not fail the build, only slow the next one
-        log(f"warning: cannot save the timing cache to {cache_path} ({e.strerror}); the next build will be slow")
+    if cache is not None:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(cache_path, bytes(memoryview(cache.serialize())))
+        except OSError as e:  # a read-only cache folder must not fail the build, only slow the next one
+            log(f"warning: cannot save the timing cache to {cache_path} ({e.strerror}); the next build will be slow")
     log(f"engine {engine_path.name} built in {seconds:.1f}s")
     return engine_path
+
+
+def _hardware_level(trt: ModuleType, choice: str | None) -> Any:
+    """The HardwareCompatibilityLevel member for ``--hardware-compatible`` (None for none); a
+    one-line error when this TensorRT predates it (SAME_COMPUTE_CAPABILITY arrived in 10.9)."""
+    if not choice:
+        return None
+    if choice not in HW_LEVELS:
+        raise EngineBuildError(f"unknown hardware compatibility '{choice}'; use one of {', '.join(sorted(HW_LEVELS))}")
+    levels = trt.HardwareCompatibilityLevel
+    member = {"ampere_plus": getattr(levels, "AMPERE_PLUS", None),
+              "same_compute_capability": getattr(levels, "SAME_COMPUTE_CAPABILITY", None)}[choice]
+    if member is None:
+        others = [c for c in HW_LEVELS if c != choice]
+        raise EngineBuildError(f"--hardware-compatible {choice} needs TensorRT {HW_LEVELS[choice]} or newer; this machine "
+                               f"has TensorRT {trt.__version__} (JetPack 6 ships 10.3); use {' or '.join(others)} or "
+                               f"leave the option out")
+    return member
+
+
+def _timing_cache(config: Any, path: Path, log: Callable[[str], None]) -> tuple[Any, bool]:
+    """(cache attached to ``config`` or None, whether it came warm from ``path``). A cache TensorRT
+    refuses (another GPU or TensorRT version, or damaged) is reported and replaced by a fresh one,
+    which the build then saves over it."""
+    prev = path.read_bytes() if path.is_file() else b""
+    if prev:
+        try:
+            cache = config.create_timing_cache(prev)
+        except Exception:  # noqa: BLE001 - a damaged file: TensorRT may raise instead of refusing
+            cache = None
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return cache, True
+        log(f"warning: TensorRT refused the timing cache {path} (made on another GPU or TensorRT version, or damaged); "
+            f"building with a fresh one, which replaces it")
+    cache = config.create_timing_cache(b"")
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        log("warning: TensorRT refused a new timing cache; building without one")
+        return None, False
+    return cache, False
 
 
 def sidecar_info(meta: dict[str, Any], trt_version: str, gpu: tuple[str, tuple[int, int]], o: EngineOptions,

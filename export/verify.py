@@ -81,11 +81,11 @@ class TargetReport:
     top1: float | None = None          # over all frames
     decisive: int = 0                  # frames with a margin above 2x the score tolerance
     seconds: float = 0.0
-    skipped: str | None = None
+    error: str | None = None           # why the target could not be compared (it then fails)
 
     @property
     def ok(self) -> bool:
-        return self.skipped is None and all(c.ok for c in self.checks)
+        return self.error is None and all(c.ok for c in self.checks)
 
 
 @dataclass
@@ -97,15 +97,15 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        """All targets that ran are inside their tolerance (skipped ones do not count)."""
-        return all(t.ok for t in self.targets if t.skipped is None)
+        """Every target ran and is inside its tolerance (one that cannot be loaded or run fails)."""
+        return all(t.ok for t in self.targets)
 
     def table(self) -> str:
         rows = ["| target | backend | precision | output | max abs err | cosine | agreement | tolerance | ok |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for t in self.targets:
-            if t.skipped:
-                rows.append(f"| {t.target} | {t.backend} | {t.precision} | - | - | - | - | skipped: {t.skipped} | - |")
+            if t.error:
+                rows.append(f"| {t.target} | {t.backend} | {t.precision} | - | - | - | - | FAILED: {t.error} | NO |")
                 continue
             for c in t.checks:
                 agree = "-" if c.agreement is None else f"{100 * c.agreement:.2f}%"
@@ -122,10 +122,12 @@ class VerifyReport:
 
 def verify(model: Any, targets: list[str | Path], *, frames: np.ndarray | None = None, n_frames: int = 8,
            seed: int = 0, frame_source: str | None = None, providers: list[str] | None = None,
-           log: Callable[[str], None] | None = None) -> VerifyReport:
+           allow_engine_host_code: bool = False, log: Callable[[str], None] | None = None) -> VerifyReport:
     """Run torch (``model``, a NovumModel) and each target on the same uint8 BGR frames; compare.
 
-    ``frames`` default to :func:`novum.export.frames.render_frames` at the model's input size.
+    ``frames`` default to :func:`novum.export.frames.render_frames` at the model's input size. A
+    target that cannot be loaded or run fails the report (its ``error`` says why).
+    ``allow_engine_host_code``: for version-compatible engines (those this export just built).
     """
     import torch
 
@@ -144,9 +146,9 @@ def verify(model: Any, targets: list[str | Path], *, frames: np.ndarray | None =
     reports = []
     for target in targets:
         target = Path(target)
-        rep = _run_target(target, frames, providers)
+        rep = _run_target(target, frames, providers, allow_engine_host_code)
         if rep[0] is None:
-            reports.append(TargetReport(target.name, rep[1], rep[2], skipped=rep[3]))
+            reports.append(TargetReport(target.name, rep[1], rep[2], error=rep[3]))
         else:
             out, backend, precision, seconds = rep
             reports.append(compare(ref, out, target.name, backend, precision, pixels, rows, seconds,
@@ -154,7 +156,7 @@ def verify(model: Any, targets: list[str | Path], *, frames: np.ndarray | None =
         if log:
             t = reports[-1]
             log(f"verify {t.target} ({t.backend}, {t.precision}): "
-                + (f"skipped: {t.skipped}" if t.skipped else f"{'ok' if t.ok else 'OUTSIDE TOLERANCE'} ({t.seconds:.1f}s)"))
+                + (f"FAILED: {t.error}" if t.error else f"{'ok' if t.ok else 'OUTSIDE TOLERANCE'} ({t.seconds:.1f}s)"))
     rep = VerifyReport(len(frames), frame_source or f"{len(frames)} given frames", reports)
     if tuple(cfg.input_size) != tuple(cfg.trained_size):
         th, tw = cfg.trained_size
@@ -172,7 +174,11 @@ def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], target: str,
     ``vertex_score_atol``. Trained banks have such ties: the unwelded cuboid meshes duplicate edge and
     corner vertices, whose features converge to the same vector.
     """
-    tol = TOLERANCES.get(precision, TOLERANCES["int8"])
+    tol = TOLERANCES.get(precision)
+    if tol is None:
+        return TargetReport(target, backend, precision, seconds=seconds,
+                            error=f"no stated tolerance for precision '{precision}' (known: {', '.join(TOLERANCES)}); "
+                                  f"the file's metadata or sidecar is wrong, re-export it")
     rep = TargetReport(target, backend, precision, tol, seconds=seconds)
     s_ref, s = ref["scores"].astype(np.float64), out["scores"].astype(np.float64)
     lim = tol.scores_limit(pixels, rows)
@@ -208,12 +214,15 @@ def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], target: str,
     return rep
 
 
-def _run_target(target: Path, frames: np.ndarray, providers):
-    """(outputs, backend, precision, seconds) or (None, backend, precision, why-skipped)."""
+def _run_target(target: Path, frames: np.ndarray, providers, allow_engine_host_code: bool = False):
+    """(outputs, backend, precision, seconds) or (None, backend, precision, why it cannot run)."""
     if target.suffix == ".onnx":
-        meta = read_metadata(target)
-        t0 = time.perf_counter()
-        out = run_onnx(target, frames, providers, meta.get("max_batch"))
+        try:
+            meta = read_metadata(target)
+            t0 = time.perf_counter()
+            out = run_onnx(target, frames, providers, meta.get("max_batch"))
+        except Exception as e:  # noqa: BLE001 - reported as this target's failure
+            return None, "onnxruntime", "?", f"cannot run it: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
         return out, "onnxruntime", meta.get("precision", "fp32"), time.perf_counter() - t0
     side_path = Path(str(target) + ".json")
     side = json.loads(side_path.read_text()) if side_path.is_file() else {}
@@ -221,14 +230,16 @@ def _run_target(target: Path, frames: np.ndarray, providers):
     if precision == "fp32" and not side.get("strict_fp32", False):
         precision = "tf32"
     try:
-        backend = load(target)
+        backend = load(target, allow_engine_host_code=allow_engine_host_code)
     except NovumError as e:
-        return None, "tensorrt", precision, str(e)
+        return None, "tensorrt", precision, f"cannot load it: {e}"
     t0 = time.perf_counter()
     try:
         with backend:
             step = getattr(backend, "max_batch", None) or len(frames)
             parts = [backend.infer(frames[i:i + step]) for i in range(0, len(frames), step)]
+    except Exception as e:  # noqa: BLE001 - a runtime failure is this target's result, reported as such
+        return None, "tensorrt", precision, f"cannot run it: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
     finally:
         backend.close()
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

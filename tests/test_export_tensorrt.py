@@ -1,12 +1,19 @@
-"""TensorRT builder (against the fake tensorrt API in CI, the real one on a GPU) and the engine sidecar."""
+"""TensorRT builder (against the fake tensorrt of each release in CI, the real one on a GPU) and the
+engine sidecar."""
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fakes.fake_tensorrt import Builder as FakeBuilder
+from fakes import JETPACK6, VERSIONS, install
+from fakes.fake_tensorrt import vtuple
 from novum.contracts.onnx_file import onnx_sha256
 from novum.contracts.sidecar import EngineMismatchError, check_sidecar, sidecar_path
 from novum.export.fp16 import convert_fp16
@@ -23,67 +30,53 @@ def onnx_pair(small_model, tmp_path_factory):
     return {"fp32": fp32, "fp16": convert_fp16(fp32, d / "m_fp16.onnx")}
 
 
-@pytest.fixture
-def trt(monkeypatch):
-    from fakes import install
-
-    fake_trt, _ = install(monkeypatch)
+@pytest.fixture(params=VERSIONS)
+def trt(request, monkeypatch, tmp_path):
+    """The fake tensorrt of each release (JetPack 6's 10.3, 10.13 as in the stubs, 11.x)."""
+    fake_trt, _ = install(monkeypatch, request.param)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     return fake_trt
 
 
-class SpyBuilder:
-    """Wraps the fake Builder and keeps what the export code configured."""
+def spy_builder(trt, monkeypatch, fail: bool = False) -> dict[str, list]:
+    """Replace ``trt.Builder`` by a subclass that keeps the networks and configs the code made."""
+    seen: dict[str, list] = {"networks": [], "configs": []}
+    base = trt.Builder
 
-    configs: list = []
-    networks: list = []
+    class Builder(base):
+        def create_network(self, flags=0):
+            seen["networks"].append(super().create_network(flags))
+            return seen["networks"][-1]
 
-    def __init__(self, trt, fail=False):
-        self.trt, self.fail = trt, fail
+        def create_builder_config(self):
+            seen["configs"].append(super().create_builder_config())
+            return seen["configs"][-1]
 
-    def __call__(self, logger):
-        spy = self
-        base = FakeBuilder(logger)
+        def build_serialized_network(self, network, config):
+            return None if fail else super().build_serialized_network(network, config)
 
-        class B:
-            def create_network(self, flags=0):
-                n = base.create_network(flags)
-                spy.networks.append(n)
-                return n
-
-            def create_builder_config(self):
-                c = base.create_builder_config()
-                spy.configs.append(c)
-                return c
-
-            def create_optimization_profile(self):
-                return base.create_optimization_profile()
-
-            def build_serialized_network(self, network, config):
-                return None if spy.fail else base.build_serialized_network(network, config)
-
-        return B()
+    monkeypatch.setattr(trt, "Builder", Builder)
+    return seen
 
 
 def build(trt, onnx_path, engine_path, tmp_path, monkeypatch, fail=False, **opts):
-    spy = SpyBuilder(trt, fail)
-    spy.configs, spy.networks = [], []
-    monkeypatch.setattr(trt, "Builder", spy)
+    seen = spy_builder(trt, monkeypatch, fail)
     logs: list[str] = []
     opts.setdefault("timing_cache", tmp_path / "timing.cache")
     path = build_engine(onnx_path, engine_path, options=EngineOptions(**opts), gpu=FAKE_GPU, trt=trt,
                         rebuild_command="novum-export --checkpoint m.safetensors --engine", log=logs.append)
-    return path, spy, logs
+    return path, seen, logs
 
 
 def test_build_strongly_typed_engine_with_sidecar(trt, onnx_pair, small_model, tmp_path, monkeypatch):
     eng = tmp_path / "m_fp16.engine"
-    path, spy, logs = build(trt, onnx_pair["fp16"], eng, tmp_path, monkeypatch, max_batch=4, workspace_gib=1.0)
+    path, seen, logs = build(trt, onnx_pair["fp16"], eng, tmp_path, monkeypatch, max_batch=4, workspace_gib=1.0)
     assert path == eng and eng.is_file()
-    net, cfg = spy.networks[0], spy.configs[0]
+    net, cfg = seen["networks"][0], seen["configs"][0]
     assert net.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     assert cfg.get_memory_pool_limit(trt.MemoryPoolType.WORKSPACE) == 1 << 30
     assert cfg.get_flag(trt.BuilderFlag.TF32) and not cfg.get_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    assert cfg.profiles[0].get_shape("images") == [(1, 128, 160, 3), (4, 128, 160, 3), (4, 128, 160, 3)]
+    assert cfg._profiles[0].get_shape("images") == [(1, 128, 160, 3), (4, 128, 160, 3), (4, 128, 160, 3)]
     side = json.loads(sidecar_path(eng).read_text())
     assert side["tensorrt_version"] == trt.__version__ and side["gpu_name"] == FAKE_GPU[0]
     assert side["compute_capability"] == [8, 7] and side["precision"] == "fp16"
@@ -102,14 +95,14 @@ def test_engine_runs_in_the_runtime_and_verifies(trt, onnx_pair, small_model, tm
     build(trt, onnx_pair["fp32"], eng, tmp_path, monkeypatch, max_batch=4, strict_fp32=True)
     rep = verify(small_model, [eng], frames=render_frames(6, 128, 160, seed=2))
     t = rep.targets[0]
-    assert t.skipped is None, t.skipped
+    assert t.error is None, t.error
     assert t.backend == "tensorrt" and t.precision == "fp32" and rep.ok, rep.table()
 
 
 def test_strict_fp32_version_and_hardware_compat(trt, onnx_pair, tmp_path, monkeypatch):
-    _, spy, _ = build(trt, onnx_pair["fp32"], tmp_path / "a.engine", tmp_path, monkeypatch, strict_fp32=True,
-                      version_compatible=True, hardware_compatible="ampere_plus")
-    cfg = spy.configs[0]
+    _, seen, _ = build(trt, onnx_pair["fp32"], tmp_path / "a.engine", tmp_path, monkeypatch, strict_fp32=True,
+                       version_compatible=True, hardware_compatible="ampere_plus")
+    cfg = seen["configs"][0]
     assert not cfg.get_flag(trt.BuilderFlag.TF32)
     assert cfg.get_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     assert cfg.hardware_compatibility_level == trt.HardwareCompatibilityLevel.AMPERE_PLUS
@@ -117,14 +110,51 @@ def test_strict_fp32_version_and_hardware_compat(trt, onnx_pair, tmp_path, monke
     assert side["strict_fp32"] and side["version_compatible"] and side["hardware_compatibility"] == "ampere_plus"
 
 
+def test_same_compute_capability_needs_tensorrt_10_9(trt, onnx_pair, tmp_path, monkeypatch):
+    """Defect 1: the level arrived in TensorRT 10.9; JetPack 6's 10.3 gets a one-line error, not an
+    AttributeError, and no files."""
+    out = tmp_path / "o"
+    out.mkdir()
+    if vtuple(trt.__version__) < (10, 9):
+        with pytest.raises(EngineBuildError) as e:
+            build(trt, onnx_pair["fp32"], out / "m.engine", tmp_path, monkeypatch, hardware_compatible="same_compute_capability")
+        msg = str(e.value)
+        assert "\n" not in msg and "10.9" in msg and trt.__version__ in msg and "ampere_plus" in msg
+        assert list(out.iterdir()) == []
+    else:
+        _, seen, _ = build(trt, onnx_pair["fp32"], out / "m.engine", tmp_path, monkeypatch,
+                           hardware_compatible="same_compute_capability")
+        assert seen["configs"][0].hardware_compatibility_level == trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+
+
 def test_timing_cache_persists(trt, onnx_pair, tmp_path, monkeypatch):
     cache = tmp_path / "tc.cache"
     _, _, logs1 = build(trt, onnx_pair["fp32"], tmp_path / "a.engine", tmp_path, monkeypatch, timing_cache=cache)
-    assert cache.is_file() and json.loads(cache.read_bytes())
+    assert cache.is_file() and json.loads(cache.read_bytes())["entries"]
     _, _, logs2 = build(trt, onnx_pair["fp32"], tmp_path / "b.engine", tmp_path, monkeypatch, timing_cache=cache)
     assert not any("timing cache warm" in m for m in logs1)
     assert any("timing cache warm" in m for m in logs2)
-    assert len(json.loads(cache.read_bytes())) == 2
+    assert len(json.loads(cache.read_bytes())["entries"]) == 2
+
+
+@pytest.mark.parametrize("foreign", ["device", "version"])
+def test_rejected_timing_cache_is_replaced(trt, onnx_pair, tmp_path, monkeypatch, foreign):
+    """Defect 5: a cache TensorRT refuses (another GPU, another version) is reported, the build uses
+    a fresh cache, and that fresh cache replaces the refused one (it was saved again unchanged)."""
+    from fakes.fake_tensorrt import CACHE_MAGIC
+
+    cache = tmp_path / "tc.cache"
+    header = {"version": trt.__version__, "device": ["NVIDIA GeForce RTX 4090", [8, 9]]} if foreign == "device" else \
+        {"version": "10.0.1.6", "device": [FAKE_GPU[0], [8, 7]]}
+    cache.write_text(json.dumps({"magic": CACHE_MAGIC, "header": header, "entries": {"old": 1}}))
+    _, _, logs = build(trt, onnx_pair["fp32"], tmp_path / "a.engine", tmp_path, monkeypatch, timing_cache=cache)
+    assert any("timing cache" in m and "refused" in m for m in logs), logs
+    assert not any("timing cache warm" in m for m in logs)
+    saved = json.loads(cache.read_bytes())
+    assert saved["header"] == {"version": trt.__version__, "device": [FAKE_GPU[0], [8, 7]]}
+    assert "old" not in saved["entries"] and len(saved["entries"]) == 1
+    _, _, logs = build(trt, onnx_pair["fp32"], tmp_path / "b.engine", tmp_path, monkeypatch, timing_cache=cache)
+    assert any("timing cache warm" in m for m in logs)   # the replacement is accepted next time
 
 
 def test_failed_build_leaves_nothing(trt, onnx_pair, tmp_path, monkeypatch):
@@ -138,28 +168,143 @@ def test_failed_build_leaves_nothing(trt, onnx_pair, tmp_path, monkeypatch):
         build(trt, onnx_pair["fp32"], out / "m.engine", tmp_path, monkeypatch, max_batch=2, opt_batch=3)
 
 
-def test_export_cli_builds_engine_when_tensorrt_present(trt, native_small, tmp_path, monkeypatch, capsys):
-    """With TensorRT and a GPU present, --fp16 builds the fp16 engine next to the ONNX files."""
-    import novum.export.tensorrt as T
-    from novum.export.cli import main
-
-    monkeypatch.setattr(T, "gpu_info", lambda: FAKE_GPU)
-    monkeypatch.setattr(T, "import_tensorrt", lambda: trt)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    out = tmp_path / "e"
-    assert main(["--checkpoint", str(native_small), "--output-dir", str(out), "--fp16", "--batch", "2"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["small.onnx", "small_fp16.engine", "small_fp16.engine.json",
-                                                     "small_fp16.onnx"]
-    side = json.loads(sidecar_path(out / "small_fp16.engine").read_text())
-    assert "--fp16" in side["rebuild_command"] and "--batch 2" in side["rebuild_command"]
-    assert list((tmp_path / "cache" / "novum").glob("timing-trt*-sm87.cache"))
-
-
 @pytest.fixture(scope="module")
 def native_small(small_model, tmp_path_factory):
     from novum.checkpoint import save_native
 
     return save_native(small_model, tmp_path_factory.mktemp("native_trt") / "small.safetensors")
+
+
+def test_export_cli_finds_the_gpu_without_torch_cuda(trt, native_small, tmp_path, capsys):
+    """Defect 3: the GPU is found through the CUDA driver (here the fake libcuda), not torch.cuda
+    (a CPU-only torch, as on this machine and on many Jetsons): --fp16 builds the fp16 engine."""
+    import torch
+
+    from novum.export.cli import main
+
+    assert not torch.cuda.is_available()
+    out = tmp_path / "e"
+    assert main(["--checkpoint", str(native_small), "--output-dir", str(out), "--fp16", "--batch", "2"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["small.onnx", "small_fp16.engine", "small_fp16.engine.json",
+                                                     "small_fp16.onnx"]
+    side = json.loads(sidecar_path(out / "small_fp16.engine").read_text())
+    assert side["gpu_name"] == "NVIDIA Fake Orin" and side["tensorrt_version"] == trt.__version__
+    assert list((tmp_path / "xdg" / "novum").glob("timing-trt*-sm87.cache"))
+
+
+def test_no_engine_without_a_driver_says_why(monkeypatch, native_small, tmp_path):
+    from fakes.fake_libcuda import no_driver
+
+    from novum.api import export
+
+    install(monkeypatch, JETPACK6, libcuda=no_driver)
+    res = export(native_small, tmp_path / "e", log=lambda s: None)
+    assert res.engines == {} and "libcuda" in res.engine_skipped and "no NVIDIA driver" in res.engine_skipped
+
+
+def _parse_export_args(cmd: str):
+    from novum.export.cli import parser
+
+    words = shlex.split(cmd.removesuffix(" on this machine"))
+    assert words[0] == "novum-export"
+    return parser().parse_args(words[1:])
+
+
+def test_rebuild_command_repeats_every_engine_flag(trt, native_small, tmp_path, monkeypatch):
+    """Defect 8: the sidecar's rebuild command, parsed by novum-export's own parser, gives back every
+    option that shapes the ONNX files and the engine (it dropped the calibration, int8 gate,
+    strict-fp32, compatibility, workspace, fp16-head, opset and mesh options)."""
+    from novum import api
+    from novum.export.cli import main, parser
+
+    calls = {}
+
+    def fake_int8(src, dst, **kw):   # the calibration itself is tested elsewhere: only the options matter
+        calls.update(kw)
+        from novum.contracts.onnx_file import copy_onnx
+
+        return copy_onnx(src, dst)
+
+    monkeypatch.setattr(api, "quantize_int8", fake_int8)
+    out = tmp_path / "e"
+    argv = ["--checkpoint", str(native_small), "--output-dir", str(out), "--name", "m", "--fp16", "--int8",
+            "--calib", str(tmp_path), "--calib-method", "minmax", "--calib-samples", "16", "--calib-seed", "3",
+            "--calib-holdout", "20", "--int8-threshold", "0.5", "--int8-fallback", "2", "--allow-degraded",
+            "--batch", "2", "--imgsz", "64", "80", "--workspace", "1.5", "--strict-fp32", "--version-compatible",
+            "--hardware-compatible", "ampere_plus", "--features", "--fp16-head", "fp32", "--opset", "17"]
+    assert main(argv) == 0
+    given = parser().parse_args(argv)
+    for engine in ("m_fp16.engine", "m_int8.engine"):
+        side = json.loads(sidecar_path(out / engine).read_text())
+        again = _parse_export_args(side["rebuild_command"])
+        differ = {k: (getattr(given, k), getattr(again, k)) for k in vars(given)
+                  if k not in ("engine", "timing_cache") and getattr(given, k) != getattr(again, k)}
+        assert differ == {}, differ
+        assert again.engine is True
+
+
+def test_rebuild_command_covers_every_option_of_the_parser():
+    """Every novum-export option is either repeated by the rebuild command or listed as not
+    shaping the engine: a new option cannot be forgotten silently."""
+    from novum.export.cli import REBUILD_FLAGS, REBUILD_IGNORES
+    from novum.export.cli import parser
+
+    dests = {a.dest for a in parser()._actions if a.dest != "help"}
+    assert dests == set(REBUILD_FLAGS) | set(REBUILD_IGNORES), dests ^ (set(REBUILD_FLAGS) | set(REBUILD_IGNORES))
+
+
+def test_engine_from_onnx_with_torch_hidden(onnx_pair, tmp_path):
+    """Defect 3: an engine builds from an existing .onnx (and runs) with torch unimportable."""
+    tests = Path(__file__).parent
+    out = tmp_path / "e"
+    code = textwrap.dedent(f"""
+        import sys, json
+        sys.modules["torch"] = None          # import torch -> ImportError
+        sys.path.insert(0, {str(tests)!r})
+        from fakes import install_modules
+        install_modules({JETPACK6!r})
+        from novum.export.cli import main
+        rc = main(["--onnx", {str(onnx_pair['fp16'])!r}, "--output-dir", {str(out)!r}, "--batch", "2"])
+        import numpy as np
+        from novum.runtime.backends import load
+        with load({str(out / 'm_fp16.engine')!r}) as b:
+            s = b.infer(np.zeros((2, 128, 160, 3), np.uint8))["scores"]
+        print(json.dumps({{"rc": rc, "torch": sys.modules.get("torch") is not None, "scores": list(s.shape)}}))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                       env={**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"rc": 0, "torch": False, "scores": [2, 12]}
+    assert sorted(p.name for p in out.iterdir()) == ["m_fp16.engine", "m_fp16.engine.json"]
+    side = json.loads(sidecar_path(out / "m_fp16.engine").read_text())
+    assert side["precision"] == "fp16" and side["onnx_sha256"] == onnx_sha256(onnx_pair["fp16"])
+    assert _parse_export_args(side["rebuild_command"]).onnx == str(onnx_pair["fp16"])
+
+
+def test_verify_fails_when_its_engine_cannot_run(monkeypatch, native_small, tmp_path):
+    """Defect 7: an engine that --verify just built but cannot load (or run) fails the export (it was
+    "skipped", and skipped targets did not count)."""
+    from novum.export.cli import main
+
+    trt, _ = install(monkeypatch, JETPACK6)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data: None)
+    argv = ["--checkpoint", str(native_small), "--output-dir", str(tmp_path / "e"), "--batch", "2", "--verify",
+            "--verify-frames", "2"]
+    assert main(argv) == 1
+
+
+def test_unknown_precision_has_no_tolerance():
+    """Defect 7: a precision without a stated tolerance fails the comparison (it silently got the
+    loosest, int8's)."""
+    from novum.export.verify import compare
+
+    rng = np.random.default_rng(0)
+    ref = {"scores": rng.random((4, 12)).astype(np.float32)}
+    rep = compare(ref, {k: v.copy() for k, v in ref.items()}, "m.onnx", "onnxruntime", "bf16", 320, 12 * 100)
+    assert not rep.ok
+    assert "bf16" in (rep.error or "") and "tolerance" in rep.error
+    assert compare(ref, {k: v.copy() for k, v in ref.items()}, "m.onnx", "onnxruntime", "fp32", 320, 1200).ok
 
 
 # -- sidecar checks --------------------------------------------------------------------------
@@ -170,7 +315,7 @@ def write_side(tmp_path, **kw):
 
     eng = tmp_path / "m.engine"
     eng.write_bytes(b"plan")
-    info = {"tensorrt_version": "10.3.0.26", "gpu_name": "NVIDIA Jetson AGX Orin", "compute_capability": [8, 7],
+    info = {"tensorrt_version": "10.3.0.30", "gpu_name": "NVIDIA Jetson AGX Orin", "compute_capability": [8, 7],
             "precision": "fp16", "rebuild_command": "novum-export --checkpoint x.pth --fp16 --engine"}
     info.update(kw)
     write_sidecar(eng, info)
@@ -179,16 +324,17 @@ def write_side(tmp_path, **kw):
 
 def test_sidecar_match_and_same_arch_warning(tmp_path):
     eng = write_side(tmp_path)
-    side = check_sidecar(eng, "10.3.0.26", "NVIDIA Jetson AGX Orin", (8, 7))
+    side = check_sidecar(eng, "10.3.0.30", "NVIDIA Jetson AGX Orin", (8, 7))
     assert side["precision"] == "fp16" and side["warnings"] == []
-    side = check_sidecar(eng, "10.3.0.26", "NVIDIA Jetson Orin NX", (8, 7))
+    side = check_sidecar(eng, "10.3.0.30", "NVIDIA Jetson Orin NX", (8, 7))
     assert side["warnings"] and "Orin NX" in side["warnings"][0]
 
 
 @pytest.mark.parametrize("version,gpu,cc,what", [
-    ("10.7.0.23", "NVIDIA Jetson AGX Orin", (8, 7), "TensorRT 10.3.0.26"),
-    ("11.4.0.106", "NVIDIA Jetson AGX Orin", (8, 7), "TensorRT 10.3.0.26"),
-    ("10.3.0.26", "NVIDIA GeForce RTX 4090", (8, 9), "sm_87"),
+    ("10.7.0.23", "NVIDIA Jetson AGX Orin", (8, 7), "TensorRT 10.3.0.30"),
+    ("11.1.0.106", "NVIDIA Jetson AGX Orin", (8, 7), "TensorRT 10.3.0.30"),
+    ("10.3.0.26", "NVIDIA Jetson AGX Orin", (8, 7), "TensorRT 10.3.0.30"),
+    ("10.3.0.30", "NVIDIA GeForce RTX 4090", (8, 9), "sm_87"),
 ])
 def test_sidecar_mismatch_one_line(tmp_path, version, gpu, cc, what):
     eng = write_side(tmp_path)
@@ -201,24 +347,33 @@ def test_sidecar_mismatch_one_line(tmp_path, version, gpu, cc, what):
 
 def test_sidecar_version_and_hardware_compatible(tmp_path):
     eng = write_side(tmp_path, version_compatible=True)
-    check_sidecar(eng, "10.9.0.1", "NVIDIA Jetson AGX Orin", (8, 7))    # later 10.x
-    check_sidecar(eng, "11.4.0.106", "NVIDIA Jetson AGX Orin", (8, 7))  # 10 -> 11 hop
+    check_sidecar(eng, "10.9.0.34", "NVIDIA Jetson AGX Orin", (8, 7))    # later 10.x
+    check_sidecar(eng, "11.1.0.106", "NVIDIA Jetson AGX Orin", (8, 7))   # 10 -> 11 hop
     with pytest.raises(EngineMismatchError):
-        check_sidecar(eng, "10.2.0.1", "NVIDIA Jetson AGX Orin", (8, 7))  # older runtime
+        check_sidecar(eng, "10.2.0", "NVIDIA Jetson AGX Orin", (8, 7))    # older runtime
     eng = write_side(tmp_path, hardware_compatibility="ampere_plus")
-    check_sidecar(eng, "10.3.0.26", "NVIDIA H100", (9, 0))
+    check_sidecar(eng, "10.3.0.30", "NVIDIA H100", (9, 0))
     with pytest.raises(EngineMismatchError):
-        check_sidecar(eng, "10.3.0.26", "Tesla T4", (7, 5))
+        check_sidecar(eng, "10.3.0.30", "Tesla T4", (7, 5))
+
+
+@pytest.mark.parametrize("built,here", [("10.3.0.26", "10.3.0"), ("10.3.0", "10.3.0.26"), ("10.3.0.26", "10.3.0.26")])
+@pytest.mark.parametrize("vc", [True, False])
+def test_sidecar_versions_compare_on_the_parts_both_report(tmp_path, built, here, vc):
+    """Defect 6: the pip wheel of 10.3 reports "10.3.0", JetPack's build "10.3.0.x": the same
+    release. A version-compatible plan recorded as 10.3.0.26 was refused by a 10.3.0 runtime."""
+    eng = write_side(tmp_path, tensorrt_version=built, version_compatible=vc)
+    assert check_sidecar(eng, here, "NVIDIA Jetson AGX Orin", (8, 7))["tensorrt_version"] == built
 
 
 def test_sidecar_missing_or_corrupt(tmp_path):
     eng = tmp_path / "m.engine"
     eng.write_bytes(b"plan")
     with pytest.raises(EngineMismatchError, match="no sidecar"):
-        check_sidecar(eng, "10.3.0.26", "x", (8, 7))
+        check_sidecar(eng, "10.3.0.30", "x", (8, 7))
     sidecar_path(eng).write_text("{not json")
     with pytest.raises(EngineMismatchError, match="sidecar is not valid JSON"):
-        check_sidecar(eng, "10.3.0.26", "x", (8, 7))
+        check_sidecar(eng, "10.3.0.30", "x", (8, 7))
 
 
 # -- real TensorRT (GPU machines only) ---------------------------------------------------------
@@ -234,7 +389,7 @@ def test_real_tensorrt_engine_matches_torch(onnx_pair, small_model, tmp_path, pr
                        options=EngineOptions(max_batch=4, strict_fp32=strict, timing_cache=tmp_path / "tc"))
     rep = verify(small_model, [eng], frames=render_frames(8, 128, 160, seed=1))
     t = rep.targets[0]
-    assert t.skipped is None, t.skipped
+    assert t.error is None, t.error
     assert t.precision == ("fp32" if strict else "tf32") if precision == "fp32" else t.precision == "fp16"
     assert rep.ok, rep.table()
 
@@ -255,5 +410,5 @@ def test_real_tensorrt_upstream_arch(upstream_model, tmp_path):
         rep = verify(upstream_model, engines, frames=render_frames(8, 128, 160))
     finally:
         upstream_model.config = dataclasses.replace(upstream_model.config, input_size=(640, 800))
-    assert all(t.skipped is None for t in rep.targets) and rep.ok, rep.table()
+    assert all(t.error is None for t in rep.targets) and rep.ok, rep.table()
     assert np.isfinite([c.max_abs or 0 for t in rep.targets for c in t.checks]).all()

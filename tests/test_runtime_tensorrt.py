@@ -1,15 +1,17 @@
-"""The TensorRT/pycuda backend's bookkeeping, in CI, against the fake tensorrt + pycuda
-(tests/fakes: documented API surface, real computation through ONNX Runtime, device memory by
-address); and one real-GPU test marked ``gpu``."""
+"""The TensorRT/pycuda backend's bookkeeping, in CI, against the fake tensorrt of each release and the
+fake pycuda (tests/fakes: the releases' API surface, real computation through ONNX Runtime, device
+memory by address, pycuda's per-thread contexts); and one real-GPU test marked ``gpu``."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 
 import numpy as np
 import pytest
 
-from fakes import install
+from fakes import JETPACK6, VERSIONS, install
+from fakes.fake_tensorrt import build_plan
 from fakes.runtime_assets import H, W, frames, small_onnx, write_video
 from novum.errors import InputError, NovumError
 from novum.runtime.backends import load
@@ -20,16 +22,21 @@ def _ort_reference(imgs: np.ndarray) -> dict[str, np.ndarray]:
         return b.infer(imgs)
 
 
-@pytest.fixture()
-def fake(monkeypatch, tmp_path):
-    """(trt, driver, engine path): fakes injected, a batch 1..4 engine built by novum.export."""
+def _build(trt, drv, path, **opts):
     from novum.export.tensorrt import EngineOptions, build_engine
 
-    trt, drv = install(monkeypatch)
+    return build_engine(small_onnx(), path, trt=trt, gpu=(drv.DEVICE_NAME, drv.COMPUTE_CAPABILITY),
+                        options=EngineOptions(**{"min_batch": 1, "opt_batch": 2, "max_batch": 4, **opts}),
+                        log=lambda s: None)
+
+
+@pytest.fixture(params=VERSIONS)
+def fake(request, monkeypatch, tmp_path):
+    """(trt, driver, engine path): the fakes of one TensorRT release, a batch 1..4 engine built by novum.export."""
+    trt, drv = install(monkeypatch, request.param)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    engine = build_engine(small_onnx(), tmp_path / "small.engine", trt=trt, gpu=(drv.DEVICE_NAME, drv.COMPUTE_CAPABILITY),
-                          options=EngineOptions(min_batch=1, opt_batch=2, max_batch=4), log=lambda s: None)
-    return trt, drv, engine
+    yield trt, drv, _build(trt, drv, tmp_path / "small.engine")
+    assert drv.STATE.fatal == [] and drv.STATE.leaks == []
 
 
 def test_outputs_equal_onnxruntime(fake):
@@ -70,24 +77,77 @@ def test_buffers_sized_from_engine_shapes_dtypes_and_addresses(fake):
     assert [c["op"] for c in copies] == ["htod"] + ["dtoh"] * 4
     assert copies[0]["nbytes"] == 2 * H * W * 3                    # only the frames in this batch
     assert copies[1]["nbytes"] == 2 * 12 * 4
-    assert b.context.executions == 1
+    assert b.context._executions == 1
     b.close()
     assert not drv.STATE.allocations                               # everything freed
 
 
-def test_version_compatible_engine_allows_host_code(monkeypatch, tmp_path):
-    """A version-compatible plan embeds the lean runtime: the backend must set
-    runtime.engine_host_code_allowed (from the sidecar) or deserialisation fails."""
-    from novum.export.tensorrt import EngineOptions, build_engine
-
-    trt, drv = install(monkeypatch)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_version_compatible_engine_needs_the_users_opt_in(monkeypatch, tmp_path, version):
+    """Issue 14.1: a version-compatible plan embeds host code that TensorRT runs. It loads only when
+    the user allows it (the API's allow_engine_host_code / --allow-engine-host-code), never
+    because the sidecar next to it says so; without it: one line saying why and how to opt in."""
+    trt, drv = install(monkeypatch, version)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    engine = build_engine(small_onnx(), tmp_path / "vc.engine", trt=trt, gpu=(drv.DEVICE_NAME, drv.COMPUTE_CAPABILITY),
-                          options=EngineOptions(max_batch=2, version_compatible=True), log=lambda s: None)
-    assert trt.Runtime(trt.Logger()).deserialize_cuda_engine(engine.read_bytes()) is None   # flag not set
-    with load(engine) as b:
+    engine = _build(trt, drv, tmp_path / "vc.engine", max_batch=2, opt_batch=1, version_compatible=True)
+    assert json.loads((tmp_path / "vc.engine.json").read_text())["version_compatible"] is True
+    calls = []
+    real = trt.Runtime.deserialize_cuda_engine
+    monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data: calls.append(1) or real(self, data))
+    with pytest.raises(NovumError) as e:
+        load(engine)
+    msg = str(e.value)
+    assert "\n" not in msg and "host code" in msg and "--allow-engine-host-code" in msg and "trust" in msg
+    assert calls == []                                   # refused before TensorRT saw the plan
+    with load(engine, allow_engine_host_code=True) as b:
         assert b.runtime.engine_host_code_allowed is True
         assert b.infer(frames(1, H, W, seed=3))["scores"].shape == (1, 12)
+
+
+@pytest.mark.parametrize("version", [JETPACK6])
+def test_a_sidecar_that_hides_host_code_cannot_enable_it(monkeypatch, tmp_path, version):
+    """A plan with host code behind a sidecar that says it has none: host code stays off, and
+    TensorRT's refusal is reported in one line that names the opt-in."""
+    trt, drv = install(monkeypatch, version)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    engine = _build(trt, drv, tmp_path / "vc.engine", max_batch=2, opt_batch=1, version_compatible=True)
+    side = json.loads((tmp_path / "vc.engine.json").read_text())
+    (tmp_path / "vc.engine.json").write_text(json.dumps({**side, "version_compatible": False}))
+    with pytest.raises(NovumError) as e:
+        load(engine)
+    assert "\n" not in str(e.value) and "could not deserialise" in str(e.value) and "--allow-engine-host-code" in str(e.value)
+    side_true = {**side, "version_compatible": True}
+    (tmp_path / "vc.engine.json").write_text(json.dumps(side_true))
+    with pytest.raises(NovumError, match="allow-engine-host-code"):
+        load(engine)                                     # a sidecar saying "version_compatible" enables nothing
+
+
+def test_run_and_bench_take_the_host_code_opt_in(monkeypatch, tmp_path):
+    """The opt-in on the CLIs: novum-run and novum-bench (its --engines rows)."""
+    from fakes.runtime_assets import small_native
+    from novum.runtime import bench
+    from novum.runtime.cli import main as run_main
+
+    trt, drv = install(monkeypatch, JETPACK6)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    engine = _build(trt, drv, tmp_path / "vc.engine", max_batch=2, opt_batch=1, version_compatible=True)
+    video = write_video(tmp_path / "v.avi", frames(3, 150, 200, seed=4))
+    args = ["--model", str(engine), "--source", str(video), "--no-show", "--quiet", "--jsonl", str(tmp_path / "o.jsonl")]
+    assert run_main(args) == 2
+    assert not (tmp_path / "o.jsonl").exists()
+    assert run_main(args + ["--allow-engine-host-code"]) == 0
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 3
+
+    monkeypatch.setattr(bench, "_int8", lambda *a: "unavailable: not measured in this test")
+    argv = ["--model", str(small_native()), "--source", str(video), "--frames", "3", "--runs", "2", "--warmup", "1",
+            "--rounds", "1", "--threads", "1", "--engines", str(engine), "--out", str(tmp_path / "b")]
+    bench.main(argv)
+    rows = {r["file"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    assert "allow-engine-host-code" in rows[str(engine)]["status"]
+    bench.main(argv + ["--allow-engine-host-code"])
+    rows = {r["file"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    assert rows[str(engine)]["status"] == "ok" and rows[str(engine)]["top1_agreement"] == 1.0
+    assert rows[str(engine)]["precision"] == "fp32"
 
 
 def test_dynamic_batch_within_profile_and_clear_error_outside(fake):
@@ -110,17 +170,18 @@ def test_dynamic_batch_within_profile_and_clear_error_outside(fake):
 
 def test_sidecar_mismatch_fails_before_deserialising(fake, monkeypatch):
     trt, drv, engine = fake
+    built = trt.__version__
 
     def boom(self, data):  # pragma: no cover - must not be reached
         raise AssertionError("deserialised a foreign engine")
 
     monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", boom)
-    monkeypatch.setattr(trt, "__version__", "11.4.0.106")
+    monkeypatch.setattr(trt, "__version__", "9.3.0.1")
     with pytest.raises(NovumError) as e:
         load(engine)
     msg = str(e.value)
-    assert "\n" not in msg and "TensorRT 10.3.0.26" in msg and "11.4.0.106" in msg and "rebuild with" in msg
-    monkeypatch.setattr(trt, "__version__", "10.3.0.26")
+    assert "\n" not in msg and f"TensorRT {built}" in msg and "9.3.0.1" in msg and "rebuild with" in msg
+    monkeypatch.setattr(trt, "__version__", built)
     monkeypatch.setattr(drv, "COMPUTE_CAPABILITY", (9, 0))
     with pytest.raises(NovumError) as e:
         load(engine)
@@ -130,7 +191,7 @@ def test_sidecar_mismatch_fails_before_deserialising(fake, monkeypatch):
 def test_foreign_plan_or_missing_sidecar_is_one_line(fake, tmp_path):
     trt, drv, engine = fake
     bad = tmp_path / "other.engine"
-    bad.write_bytes(trt.build_plan(small_onnx(), 1, 1, 4, version="10.0.1.6"))   # sidecar says 10.3, plan is 10.0
+    bad.write_bytes(build_plan(small_onnx(), 1, 1, 4, version="10.0.1.6"))   # the sidecar says this version, the plan 10.0
     (tmp_path / "other.engine.json").write_text((tmp_path / "small.engine.json").read_text())
     with pytest.raises(NovumError) as e:
         load(bad)
@@ -164,31 +225,125 @@ def test_pipeline_runs_the_engine_on_its_inference_thread(fake, tmp_path):
         assert r["topk"][0]["score"] == pytest.approx(float(sc.max()), abs=1e-6)
 
 
-def test_no_context_on_a_foreign_thread_is_caught_by_the_fake(fake):
-    """The fake enforces per-thread contexts, so the test above proves the push/pop."""
-    trt, drv, engine = fake
-    err = []
+def _in_thread(fn):
+    box: dict = {}
 
-    def alloc():
+    def body():
         try:
-            drv.mem_alloc(16)
-        except drv.LogicError as e:
-            err.append(str(e))
-    t = threading.Thread(target=alloc)
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            box["error"] = e
+    t = threading.Thread(target=body, name="worker")
     t.start()
     t.join()
-    assert err and "no currently active context" in err[0]
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
-def test_without_tensorrt_installed(tmp_path):
-    import importlib.util
+def test_backend_made_on_a_worker_thread_leaves_no_context_pushed(fake):
+    """Defect 4a: pycuda.autoprimaryctx pushed the primary context on the thread that imported it
+    and never popped it; a backend made on a worker thread aborted the process when the thread
+    ended (pycuda: "context stack was not empty"). The fake records that abort."""
+    trt, drv, engine = fake
+    b = _in_thread(lambda: load(engine))
+    assert drv.STATE.fatal == []
+    out = _in_thread(lambda: b.infer(frames(2, H, W, seed=5)))
+    np.testing.assert_allclose(out["scores"], _ort_reference(frames(2, H, W, seed=5))["scores"], atol=1e-6)
+    assert drv.STATE.fatal == []
+    b.close()
+    assert drv.STATE.fatal == [] and not drv.STATE.allocations
 
-    if importlib.util.find_spec("tensorrt") is not None:
-        pytest.skip("tensorrt is installed here")
+
+def test_second_backend_on_another_thread(fake):
+    """Defect 4b: a second backend made on another thread asked the current context for the device
+    with no context current there. Each backend now makes its context current around every call,
+    infers from any thread, and frees everything from yet another one."""
+    trt, drv, engine = fake
+    first = load(engine)
+    first.infer(frames(1, H, W, seed=1))
+    second = _in_thread(lambda: load(engine))
+    imgs = frames(3, H, W, seed=6)
+    a = _in_thread(lambda: first.infer(imgs))
+    b = _in_thread(lambda: second.infer(imgs))
+    np.testing.assert_array_equal(a["scores"], b["scores"])
+    _in_thread(first.close)
+    second.close()
+    assert not drv.STATE.allocations and drv.STATE.leaks == [] and drv.STATE.fatal == []
+
+
+def test_the_fake_enforces_pycudas_thread_rules(fake):
+    """What the two tests above rely on: the fake pycuda refuses work on a thread with no context,
+    records the abort of a thread ending with a context pushed, and the leak of memory freed from a
+    foreign thread."""
+    trt, drv, engine = fake
+    drv.init()
+    ctx = drv.Device(0).retain_primary_context()
+    with pytest.raises(drv.LogicError, match="no currently active context"):
+        _in_thread(lambda: drv.mem_alloc(16))
+    _in_thread(ctx.push)                                  # pushed, never popped, thread ends
+    assert len(drv.STATE.fatal) == 1 and "context stack was not empty" in drv.STATE.fatal[0]
+    ctx.push()
+    mem = drv.mem_alloc(16)
+    drv.Context.pop()
+    with pytest.warns(UserWarning, match="out-of-thread context"):
+        _in_thread(mem.free)
+    assert len(drv.STATE.leaks) == 1
+    drv.STATE.fatal.clear()
+    drv.STATE.leaks.clear()
+    drv.STATE.allocations.clear()
+
+
+def test_missing_libcuda_is_not_reported_as_missing_pycuda(monkeypatch, tmp_path):
+    """Defect 9: pycuda is installed but its driver module cannot load libcuda (no NVIDIA driver):
+    the message says so, instead of "pycuda is not installed"."""
+    import importlib.abc
+    import importlib.machinery
+
+    from fakes import fake_pycuda
+
+    trt, drv = install(monkeypatch, JETPACK6)
+    engine = _build(trt, drv, tmp_path / "m.engine")
+
+    class BrokenDriver(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path, target=None):
+            return importlib.machinery.ModuleSpec(name, self) if name == "pycuda.driver" else None
+
+        def create_module(self, spec):
+            raise ImportError("libcuda.so.1: cannot open shared object file: No such file or directory")
+
+        def exec_module(self, module):  # pragma: no cover
+            pass
+
+    monkeypatch.delitem(sys.modules, "pycuda.driver")
+    monkeypatch.delattr(fake_pycuda, "driver", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [BrokenDriver(), *sys.meta_path])
+    with pytest.raises(NovumError) as e:
+        load(engine)
+    msg = str(e.value)
+    assert "\n" not in msg and "not installed" not in msg
+    assert "libcuda.so.1" in msg and "NVIDIA driver" in msg
+
+
+def test_without_tensorrt_installed(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)   # not importable, whatever this machine has
     (tmp_path / "m.engine").write_bytes(b"plan")
     with pytest.raises(NovumError) as e:
         load(tmp_path / "m.engine")
     assert "TensorRT is not installed" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_type_stubs_are_not_mistaken_for_tensorrt(tmp_path, monkeypatch):
+    """tensorrt-stubs installs a bare 'tensorrt' folder of .pyi files: it imports (a namespace
+    package) but is not TensorRT."""
+    from novum.gpu import import_tensorrt
+
+    (tmp_path / "tensorrt").mkdir()
+    (tmp_path / "tensorrt" / "__init__.pyi").write_text("__version__: str = '10.13.0.35'\n")
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    trt, why = import_tensorrt()
+    assert trt is None and "not TensorRT" in why and "stubs" in why
 
 
 @pytest.mark.gpu
@@ -205,3 +360,17 @@ def test_real_engine_matches_onnxruntime(tmp_path):
     np.testing.assert_allclose(out["scores"], ref["scores"], atol=1e-4)
     assert (out["scores"].argmax(1) == ref["scores"].argmax(1)).all()
     assert (out["vertex"] == ref["vertex"]).mean() > 0.95
+
+
+@pytest.mark.gpu
+def test_real_engine_on_worker_threads(tmp_path):
+    """The real pycuda: a backend made, used and closed on different threads (process survives)."""
+    from novum.export.tensorrt import EngineOptions, build_engine
+
+    engine = build_engine(small_onnx(), tmp_path / "small.engine", options=EngineOptions(max_batch=2), log=lambda s: None)
+    b = _in_thread(lambda: load(engine))
+    out = _in_thread(lambda: b.infer(frames(2, H, W, seed=7)))
+    second = load(engine)
+    np.testing.assert_array_equal(second.infer(frames(2, H, W, seed=7))["scores"], out["scores"])
+    _in_thread(b.close)
+    second.close()

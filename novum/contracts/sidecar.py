@@ -141,23 +141,28 @@ def sidecar_config(side: dict[str, Any], engine_path: str | Path) -> dict[str, A
 
 
 def _version_ok(built: str, here: str, version_compatible: bool) -> bool:
-    if not version_compatible:
-        return built == here
+    """Versions compare on the parts both report: the pip wheel of 10.3 says "10.3.0", JetPack's
+    build of the same release "10.3.0.30" (the build number is left out when either lacks it)."""
     b, h = _parse(built), _parse(here)
-    if not b or not h:
-        return False
+    if len(b) < 3 or len(h) < 3:
+        return built == here
+    n = min(len(b), len(h), 4)
+    b, h = b[:n], h[:n]
+    if not version_compatible:
+        return b == h
     if b[0] == h[0]:
         return h >= b
     return (b[0], h[0]) in VC_MAJOR_HOPS
 
 
 def _parse(v: str) -> tuple[int, ...]:
+    """"10.3.0.30" -> (10, 3, 0, 30); "10" -> (10, 0, 0); stops at the first non-number part."""
     out = []
     for p in str(v).split("."):
         if not p.isdigit():
             break
         out.append(int(p))
-    return tuple(out)
+    return tuple(out) + (0,) * (3 - len(out)) if out else ()
 
 
 def _cc(cc: tuple) -> str:

@@ -3,11 +3,19 @@
 One engine, one execution context, one stream. Pinned host buffers and device buffers are sized
 once from the engine's shapes at the optimisation profile's maximum batch; each call sets the
 input shape (checked against the profile first), copies in asynchronously, runs
-``execute_async_v3`` and copies the outputs back on the same stream. ``pycuda.autoprimaryctx``
-makes it share the device's primary context with torch in the same process.
+``execute_async_v3`` and copies the outputs back on the same stream.
+
+CUDA contexts belong to threads (pycuda keeps one context stack per thread and aborts the process
+when a thread ends with a context still pushed). The backend retains device 0's primary context
+(the one torch and the CUDA runtime use, so they share it) without making it current anywhere,
+and pushes it around every CUDA call and pops it after, on whichever thread calls: the pipeline
+creates, runs and closes backends on different threads. It never imports ``pycuda.autoprimaryctx``
+(that pushes on the importing thread and pops only at exit).
 
 Before deserialising, the engine's sidecar (``<engine>.json``) is compared with this machine's
-TensorRT version and GPU, so a foreign engine fails with a one-line "rebuild with ..." error.
+TensorRT version and GPU, so a foreign engine fails with a one-line "rebuild with ..." error. A
+version-compatible plan embeds host code that TensorRT runs: it is loaded only when the user
+allows it (``allow_engine_host_code``), never because a file says so.
 """
 from __future__ import annotations
 
@@ -20,52 +28,64 @@ import numpy as np
 
 from novum.contracts.sidecar import check_sidecar, sidecar_config
 from novum.errors import InputError, NovumError
+from novum.gpu import import_pycuda, import_tensorrt
 from novum.runtime.backends.base import Backend, TensorSpec
 
-
-def _import_trt() -> tuple[Any, Any, Any]:
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise NovumError("TensorRT is not installed: pip install '.[trt]' on a machine with an NVIDIA GPU, "
-                         "or run the .onnx model with ONNX Runtime") from None
-    try:
-        import pycuda.driver as cuda
-        import pycuda.autoprimaryctx as primary  # shares the device's primary context with torch
-    except ImportError:
-        raise NovumError("pycuda is not installed: pip install '.[trt]' (it compiles against the CUDA toolkit)") from None
-    except Exception as e:  # cuInit failures: no driver, no device
-        raise NovumError(f"CUDA is not usable here ({' '.join(str(e).split())[:120]}); run the .onnx model with ONNX Runtime") from None
-    return trt, cuda, primary.context
+HOST_CODE_OPT_IN = "--allow-engine-host-code (API: allow_engine_host_code=True)"
 
 
 class TensorRTBackend(Backend):
     kind = "tensorrt"
 
-    def __init__(self, path: str | Path, **_: object) -> None:
+    def __init__(self, path: str | Path, *, allow_engine_host_code: bool = False, **_: object) -> None:
         super().__init__(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: engine not found")
-        trt, cuda, self.cuda_context = _import_trt()
+        self.cuda_context = None
+        trt, why = import_tensorrt()
+        if trt is None:
+            raise NovumError(f"{self.path.name}: cannot run a TensorRT engine here: {why}; or run the .onnx model with "
+                             f"ONNX Runtime")
+        cuda, why = import_pycuda()
+        if cuda is None:
+            raise NovumError(f"{self.path.name}: cannot run a TensorRT engine here: {why}; or run the .onnx model with "
+                             f"ONNX Runtime")
         self.trt, self.cuda = trt, cuda
-        dev = cuda.Context.get_device()
-        self.gpu_name = str(dev.name())
-        self.compute_capability = tuple(int(v) for v in dev.compute_capability())
+        try:
+            dev = cuda.Device(0)
+            self.gpu_name = str(dev.name())
+            self.compute_capability = tuple(int(v) for v in dev.compute_capability())
+            self.cuda_context = dev.retain_primary_context()   # current nowhere until pushed
+        except cuda.Error as e:
+            raise NovumError(f"{self.path.name}: CUDA is not usable here ({' '.join(str(e).split())[:120]}); run the "
+                             f".onnx model with ONNX Runtime") from None
         side = check_sidecar(self.path, trt.__version__, self.gpu_name, self.compute_capability)
         for w in side.get("warnings", []):
             print(f"warning: {w}", file=sys.stderr)
+        if side.get("version_compatible") and not allow_engine_host_code:
+            raise NovumError(f"{self.path.name} is a version-compatible engine: it embeds host code that TensorRT runs; "
+                             f"load it only from a source you trust, with {HOST_CODE_OPT_IN}")
         self.metadata = sidecar_config(side, self.path)
         self.precision = str(side.get("precision", "fp32"))
         self.device = "cuda"
+        self.host: dict[str, np.ndarray] = {}
+        self.dev: dict[str, Any] = {}
+        self.stream = None
+        with self._current():
+            self._load(allow_engine_host_code)
 
+    def _load(self, allow_host_code: bool) -> None:
+        trt = self.trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        if side.get("version_compatible"):   # the plan embeds the lean runtime (TensorRT docs, engine compatibility)
+        if allow_host_code:   # the user's choice; a version-compatible plan embeds the lean runtime
             self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
+            hint = "" if allow_host_code else f"; a version-compatible engine (host code) also needs {HOST_CODE_OPT_IN}"
             raise NovumError(f"{self.path}: TensorRT {trt.__version__} could not deserialise this engine (another "
-                             f"TensorRT version or GPU?); rebuild with novum-export --engine on this machine")
+                             f"TensorRT version or GPU, or a damaged file; see its log above){hint}; rebuild with "
+                             f"novum-export --engine on this machine")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         for n in names:
@@ -82,14 +102,11 @@ class TensorRTBackend(Backend):
             lo = opt = hi = tuple(shape)
         self.profile = (lo, opt, hi)
         self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
-        self.host: dict[str, np.ndarray] = {}
-        self.dev: dict[str, Any] = {}
-        self.stream = None
 
     @contextlib.contextmanager
     def _current(self) -> Iterator[None]:
-        """Make the primary context current on the calling thread (CUDA contexts are per thread:
-        autoprimaryctx made it current only on the importing thread; the pipeline infers on another)."""
+        """The primary context, current on the calling thread for the block (pushed, then popped:
+        the thread's context stack is as it was after, so any thread may call and then end)."""
         self.cuda_context.push()
         try:
             yield
@@ -102,8 +119,9 @@ class TensorRTBackend(Backend):
         return self
 
     def deactivate(self) -> None:
-        with self._current():
-            super().deactivate()
+        if self.cuda_context is not None:
+            with self._current():
+                super().deactivate()
 
     def infer(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         with self._current():
@@ -169,6 +187,12 @@ class TensorRTBackend(Backend):
         self.stream = None
 
     def close(self) -> None:
-        super().close()
-        self.context = None
-        self.engine = None
+        """Free the buffers and TensorRT's objects (their device memory) with the context current."""
+        if self.cuda_context is None:
+            return
+        with self._current():
+            super().close()
+            self.context = None
+            self.engine = None
+            self.runtime = None
+        self.cuda_context = None   # pycuda releases the retained primary context

@@ -1,406 +1,247 @@
-"""Fake ``tensorrt`` runtime (10.x/11.x name-based API) that really computes, for CI without a GPU.
+"""Fake ``tensorrt`` modules, one per release, that really compute (through ONNX Runtime), for CI.
 
-A fake *plan* is ``MAGIC`` + JSON: the TensorRT version that "built" it, the source ONNX (base64),
-its I/O tensors (name, mode, dtype, shape with -1 for the dynamic batch) and the optimisation
-profile of the input. :func:`build_plan` makes one from a novum ONNX file (the export side may
-add ``Builder``/``OnnxParser`` classes that emit the same format).
+``module(version)`` returns a fresh module object shaped like that TensorRT release's Python
+bindings: its enums have exactly that release's members and values, and of the methods and
+properties the fake implements, only those the release has are visible (the others raise
+AttributeError, so ``hasattr`` is False). The per-release surface is ``trt_surface.json``, read
+from TensorRT's own binding sources (``make_trt_surface.py``; docs/tensorrt.md). Releases:
 
-Faithful parts: ``Runtime.deserialize_cuda_engine`` returns None (and logs the real error) for a
-plan of another TensorRT version or a foreign file; ``ICudaEngine`` offers only the name-based
-tensor API (no ``num_bindings``/``get_binding_shape``: gone in 10.0); ``set_input_shape`` refuses
-shapes outside the profile (returns False, logs "Static dimension mismatch" / profile errors);
-output shapes stay -1 until the input shape is set; ``execute_async_v3`` needs an address for
-every I/O tensor, reads the input from fake device memory by address, runs the source ONNX
-through ONNX Runtime and writes each output to its address, bounds-checked, on the given stream.
+- ``10.3.0.30``: JetPack 6 (no ``HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY``),
+- ``10.13.0.35``: the release ``tensorrt-stubs`` describes (checked against them in CI),
+- ``11.1.0.106``: TensorRT 11 (no weak-typing builder flags, no ``EXPLICIT_BATCH``,
+  ``STRONGLY_TYPED`` is 0 and ignored: networks are always strongly typed).
+
+A fake *plan* is ``MAGIC`` + JSON: the version that built it, the device (name, compute
+capability), its flags, the source ONNX (base64), its I/O tensors and the input's optimisation
+profile. Faithful parts: ``deserialize_cuda_engine`` returns None (and logs the real error) for a
+foreign file, a plain plan of another version, a plan for another GPU, and a version-compatible
+plan unless ``engine_host_code_allowed``; only the name-based tensor API exists;
+``set_input_shape`` refuses shapes outside the profile; ``execute_async_v3`` needs an address for
+every tensor, reads and writes fake device memory by address on the given stream; a timing cache
+carries a header (version, device) and ``set_timing_cache`` returns False for a cache of another
+device unless ``ignore_mismatch``; a cache of another version is refused at creation.
 """
 from __future__ import annotations
 
 import base64
 import enum
+import functools
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-__version__ = "10.3.0.26"
 MAGIC = b"NOVUM-FAKE-TRT-PLAN\n"
+CACHE_MAGIC = "novum-fake-timing-cache"
+SURFACE: dict[str, Any] = json.loads(Path(__file__).with_name("trt_surface.json").read_text())
+VERSIONS = tuple(sorted(SURFACE, key=lambda v: tuple(int(p) for p in v.split("."))))
+JETPACK6, STUBS, TRT11 = VERSIONS   # "10.3.0.30", "10.13.0.35", "11.1.0.106"
+DEFAULT_VERSION = JETPACK6
+
+_NP_NAMES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_,
+             "UINT8": np.uint8, "INT64": np.int64}
+_MODULE_ATTRS = {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BF16", "int8": "INT8", "int32": "INT32",
+                 "int64": "INT64", "bool": "BOOL", "uint8": "UINT8", "fp8": "FP8", "int4": "INT4", "fp4": "FP4",
+                 "e8m0": "E8M0"}
 
 
-class DataType(enum.IntEnum):
-    FLOAT = 0
-    HALF = 1
-    INT8 = 2
-    INT32 = 3
-    BOOL = 4
-    UINT8 = 5
-    FP8 = 6
-    BF16 = 7
-    INT64 = 8
-    INT4 = 9
+def vtuple(v: str) -> tuple[int, ...]:
+    out = []
+    for p in str(v).split("."):
+        if not p.isdigit():
+            break
+        out.append(int(p))
+    return tuple(out)
 
 
-float32, float16, int8, int32, bool_, uint8, int64 = (DataType.FLOAT, DataType.HALF, DataType.INT8, DataType.INT32,
-                                                      DataType.BOOL, DataType.UINT8, DataType.INT64)
-_NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8, DataType.INT32: np.int32,
-       DataType.BOOL: np.bool_, DataType.UINT8: np.uint8, DataType.INT64: np.int64}
+def _device() -> tuple[str, tuple[int, int]]:
+    from fakes.fake_pycuda import driver
+
+    return driver.DEVICE_NAME, tuple(driver.COMPUTE_CAPABILITY)
 
 
-def nptype(trt_type: DataType) -> type:
-    """TensorRT DataType -> numpy type (TypeError for types numpy cannot hold, as the real one)."""
-    try:
-        return _NP[DataType(trt_type)]
-    except (KeyError, ValueError):
-        raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype: {trt_type}") from None
+class _Absent:
+    """A member this release does not have: reading or writing it raises AttributeError."""
 
+    def __init__(self, name: str, version: str) -> None:
+        self.name, self.version = name, version
 
-def _from_np(dtype: Any) -> DataType:
-    return {np.dtype(v): k for k, v in _NP.items()}[np.dtype(dtype)]
+    def __get__(self, obj: Any, owner: type) -> Any:
+        raise AttributeError(f"'{owner.__name__}' object has no attribute '{self.name}' (not in TensorRT {self.version})")
 
-
-class TensorIOMode(enum.IntEnum):
-    NONE = 0
-    INPUT = 1
-    OUTPUT = 2
-
-
-class Logger:
-    class Severity(enum.IntEnum):
-        INTERNAL_ERROR = 0
-        ERROR = 1
-        WARNING = 2
-        INFO = 3
-        VERBOSE = 4
-
-    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = Severity
-
-    def __init__(self, min_severity: "Logger.Severity" = Severity.WARNING) -> None:
-        self.min_severity = min_severity
-        self.messages: list[tuple[int, str]] = []
-
-    def log(self, severity: "Logger.Severity", msg: str) -> None:
-        self.messages.append((int(severity), msg))
-
-
-def build_plan(onnx_path: str | Path, min_batch: int = 1, opt_batch: int = 1, max_batch: int = 4,
-               version: str | None = None, version_compatible: bool = False) -> bytes:
-    """A fake serialized engine for a novum ONNX file (dynamic batch profile on ``images``).
-
-    A version-compatible plan embeds the lean runtime: like TensorRT, deserialising it needs
-    ``runtime.engine_host_code_allowed = True``."""
-    import onnxruntime as ort
-
-    data = Path(onnx_path).read_bytes()
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    H, W, C = (int(d) for d in inp.shape[1:])
-    x = np.zeros((1, H, W, C), np.uint8)
-    outs = sess.run(None, {inp.name: x})   # resolve static output dims, as a builder does
-    tensors = [{"name": inp.name, "mode": int(TensorIOMode.INPUT), "dtype": int(DataType.UINT8), "shape": [-1, H, W, C]}]
-    for o, v in zip(sess.get_outputs(), outs):
-        tensors.append({"name": o.name, "mode": int(TensorIOMode.OUTPUT), "dtype": int(_from_np(v.dtype)),
-                        "shape": [-1, *v.shape[1:]]})
-    profile = {inp.name: [[min_batch, H, W, C], [opt_batch, H, W, C], [max_batch, H, W, C]]}
-    body = {"version": version or __version__, "tensors": tensors, "profile": profile,
-            "onnx": base64.b64encode(data).decode(), "version_compatible": bool(version_compatible)}
-    return MAGIC + json.dumps(body).encode()
-
-
-class Runtime:
-    def __init__(self, logger: Logger) -> None:
-        self.logger = logger
-        self.engine_host_code_allowed = False
-
-    def deserialize_cuda_engine(self, serialized_engine: bytes) -> "ICudaEngine | None":
-        data = bytes(serialized_engine)
-        if not data.startswith(MAGIC):
-            self.logger.log(Logger.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
-                                          "(Serialization assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not match)")
-            return None
-        body = json.loads(data[len(MAGIC):])
-        if body.get("version_compatible") and not self.engine_host_code_allowed:
-            self.logger.log(Logger.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (the engine "
-                                          "contains host code; set IRuntime::setEngineHostCodeAllowed(true))")
-            return None
-        if body["version"] != __version__ and not body.get("version_compatible"):
-            self.logger.log(Logger.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (Serialization "
-                                          "assertion stdVersionRead == kSERIALIZATION_VERSION failed.Version tag does not match.)")
-            return None
-        return ICudaEngine(body, self.logger)
-
-
-class ICudaEngine:
-    def __init__(self, body: dict, logger: Logger) -> None:
-        self._tensors = {t["name"]: t for t in body["tensors"]}
-        self._order = [t["name"] for t in body["tensors"]]
-        self._profile = {k: [tuple(s) for s in v] for k, v in body["profile"].items()}
-        self._onnx = base64.b64decode(body["onnx"])
-        self._logger = logger
-        self._session = None
-        self.num_optimization_profiles = 1
-        self.name = "novum-fake-engine"
-
-    @property
-    def num_io_tensors(self) -> int:
-        return len(self._order)
-
-    def get_tensor_name(self, index: int) -> str:
-        return self._order[index]
-
-    def get_tensor_mode(self, name: str) -> TensorIOMode:
-        t = self._tensors.get(name)
-        return TensorIOMode(t["mode"]) if t else TensorIOMode.NONE
-
-    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._tensors[name]["shape"])
-
-    def get_tensor_dtype(self, name: str) -> DataType:
-        return DataType(self._tensors[name]["dtype"])
-
-    def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
-        if profile_index != 0 or name not in self._profile:
-            raise RuntimeError(f"get_tensor_profile_shape: {name} has no shapes in profile {profile_index}")
-        return list(self._profile[name])
-
-    def create_execution_context(self) -> "IExecutionContext":
-        return IExecutionContext(self)
-
-    def session(self):
-        if self._session is None:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            self._session = ort.InferenceSession(self._onnx, opts, providers=["CPUExecutionProvider"])
-        return self._session
-
-
-class IExecutionContext:
-    def __init__(self, engine: ICudaEngine) -> None:
-        self.engine = engine
-        self._shapes: dict[str, tuple[int, ...]] = {}
-        self._addresses: dict[str, int] = {}
-        self.executions = 0
-
-    def set_input_shape(self, name: str, shape) -> bool:
-        e = self.engine
-        shape = tuple(int(d) for d in shape)
-        if e.get_tensor_mode(name) != TensorIOMode.INPUT:
-            e._logger.log(Logger.ERROR, f"setInputShape: {name} is not an input tensor")
-            return False
-        want = e.get_tensor_shape(name)
-        if len(shape) != len(want) or any(w != -1 and w != s for w, s in zip(want, shape)):
-            e._logger.log(Logger.ERROR, f"IExecutionContext::setInputShape: Error Code 3: API Usage Error (Static dimension "
-                                        f"mismatch while setting input shape for {name}. Set dimensions are {list(shape)}. "
-                                        f"Expected dimensions are {list(want)}.)")
-            return False
-        lo, _, hi = e._profile[name]
-        if any(s < a or s > b for s, a, b in zip(shape, lo, hi)):
-            e._logger.log(Logger.ERROR, f"IExecutionContext::setInputShape: Error Code 3: API Usage Error (Parameter check "
-                                        f"failed, condition: satisfyProfile. Set dimension {list(shape)} for tensor {name} "
-                                        f"does not satisfy any optimization profiles.)")
-            return False
-        self._shapes[name] = shape
-        return True
-
-    def _batch(self) -> int | None:
-        ins = [n for n in self.engine._order if self.engine.get_tensor_mode(n) == TensorIOMode.INPUT]
-        return self._shapes[ins[0]][0] if ins[0] in self._shapes else None
-
-    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-        if name in self._shapes:
-            return self._shapes[name]
-        b = self._batch()
-        shape = self.engine.get_tensor_shape(name)
-        return tuple((b if b is not None else -1) if d == -1 else d for d in shape)
-
-    def infer_shapes(self) -> list[str]:
-        return [] if self._batch() is not None else [n for n in self.engine._order
-                                                     if self.engine.get_tensor_mode(n) == TensorIOMode.INPUT]
-
-    @property
-    def all_binding_shapes_specified(self) -> bool:
-        return not self.infer_shapes()
-
-    def set_tensor_address(self, name: str, memory: int) -> bool:
-        if name not in self.engine._tensors:
-            self.engine._logger.log(Logger.ERROR, f"setTensorAddress: {name} is not an I/O tensor")
-            return False
-        self._addresses[name] = int(memory)
-        return True
-
-    def get_tensor_address(self, name: str) -> int:
-        return self._addresses.get(name, 0)
-
-    def execute_async_v3(self, stream_handle: int) -> bool:
-        from fakes.fake_pycuda import driver
-
-        e = self.engine
-        missing = [n for n in e._order if n not in self._addresses]
-        if missing or self.infer_shapes():
-            e._logger.log(Logger.ERROR, f"IExecutionContext::enqueueV3: Error Code 3: API Usage Error (address or "
-                                        f"shape not set for {missing or self.infer_shapes()})")
-            return False
-        stream = driver.STATE.streams.get(int(stream_handle))
-        if stream is None and int(stream_handle) != 0:
-            e._logger.log(Logger.ERROR, "enqueueV3: invalid stream handle")
-            return False
-        shapes = {n: self.get_tensor_shape(n) for n in e._order}
-        addrs = dict(self._addresses)
-
-        def run() -> None:
-            feeds = {}
-            for n in e._order:
-                if e.get_tensor_mode(n) == TensorIOMode.INPUT:
-                    dt = np.dtype(nptype(e.get_tensor_dtype(n)))
-                    nbytes = int(np.prod(shapes[n])) * dt.itemsize
-                    feeds[n] = driver.device_view(addrs[n], nbytes).view(dt).reshape(shapes[n]).copy()
-            names = [n for n in e._order if e.get_tensor_mode(n) == TensorIOMode.OUTPUT]
-            outs = e.session().run(names, feeds)
-            for n, v in zip(names, outs):
-                dt = np.dtype(nptype(e.get_tensor_dtype(n)))
-                if tuple(v.shape) != shapes[n]:
-                    raise RuntimeError(f"fake engine: {n} computed {v.shape}, context says {shapes[n]}")
-                driver.device_view(addrs[n], v.nbytes)[:] = np.ascontiguousarray(v.astype(dt)).reshape(-1).view(np.uint8)
-            self.executions += 1
-
-        if stream is None:
-            run()
-        else:
-            stream.enqueue(run)
-        return True
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError(f"'{type(obj).__name__}' object has no attribute '{self.name}' (not in TensorRT {self.version})")
 
 
 # ---------------------------------------------------------------------------------------------
-# Builder side (added by the export engineer): Builder / INetworkDefinition / OnnxParser /
-# IBuilderConfig / IOptimizationProfile / ITimingCache, names as in TensorRT 10.x and 11.x.
-# Faithful parts: no weak-typing precision flags (BuilderFlag.FP16/INT8 are gone in 11.0; a
-# builder using them fails here as on 11.x), EXPLICIT_BATCH is absent, a network must be created
-# STRONGLY_TYPED (the novum recipe), a profile must cover every dynamic input, build returns None
-# (and logs) on failure, the plan is the format Runtime above deserialises.
+# implementation classes (the union of what the releases offer); ``self._trt`` is the module of
+# the release, for its enums. State lives in underscore attributes only.
 
 
-class NetworkDefinitionCreationFlag(enum.IntEnum):
-    STRONGLY_TYPED = 1
+class _Logger:
+    def __init__(self, min_severity: Any = None) -> None:
+        self._min = min_severity if min_severity is not None else self._trt.Logger.Severity.WARNING
+        self._messages: list[tuple[int, str]] = []
+
+    @property
+    def min_severity(self) -> Any:
+        return self._min
+
+    @min_severity.setter
+    def min_severity(self, value: Any) -> None:
+        self._min = value
+
+    def log(self, severity: Any, msg: str) -> None:
+        self._messages.append((int(severity), msg))
 
 
-class BuilderFlag(enum.IntEnum):
-    DEBUG = 2
-    GPU_FALLBACK = 3
-    REFIT = 5
-    DISABLE_TIMING_CACHE = 6
-    TF32 = 7
-    SPARSE_WEIGHTS = 8
-    SAFETY_SCOPE = 9
-    DIRECT_IO = 11
-    VERSION_COMPATIBLE = 14
-    EXCLUDE_LEAN_RUNTIME = 15
-
-
-class MemoryPoolType(enum.IntEnum):
-    WORKSPACE = 0
-    DLA_MANAGED_SRAM = 1
-    DLA_LOCAL_DRAM = 2
-    DLA_GLOBAL_DRAM = 3
-    TACTIC_DRAM = 4
-
-
-class HardwareCompatibilityLevel(enum.IntEnum):
-    NONE = 0
-    AMPERE_PLUS = 1
-    SAME_COMPUTE_CAPABILITY = 2
-
-
-class IHostMemory(bytes):
-    """Serialized plan / cache: supports the buffer protocol like the real one (a bytes subclass,
-    since ``__buffer__`` needs Python 3.12)."""
+class _IHostMemory(bytes):
+    """Serialized plan / cache: a bytes subclass (the buffer protocol, as the real one)."""
 
     @property
     def nbytes(self) -> int:
         return len(self)
 
 
-class ITimingCache:
-    def __init__(self, blob: bytes) -> None:
-        self.entries: dict = json.loads(blob.decode()) if blob else {}
+class _ITimingCache:
+    def __init__(self, header: dict | None, entries: dict, usable: bool = True) -> None:
+        self._header, self._entries, self._usable = header, dict(entries), usable
 
-    def serialize(self) -> IHostMemory:
-        return IHostMemory(json.dumps(self.entries).encode())
+    def serialize(self) -> _IHostMemory:
+        return self._trt.IHostMemory(json.dumps({"magic": CACHE_MAGIC, "header": self._header, "entries": self._entries}).encode())
 
-    def combine(self, input_cache: "ITimingCache", ignore_mismatch: bool) -> bool:
-        self.entries.update(input_cache.entries)
+    def combine(self, input_cache: "_ITimingCache", ignore_mismatch: bool) -> bool:
+        if input_cache._header and self._header and input_cache._header["version"] != self._header["version"]:
+            return False
+        if not ignore_mismatch and input_cache._header and self._header and input_cache._header != self._header:
+            return False
+        self._entries.update(input_cache._entries)
         return True
 
     def reset(self) -> bool:
-        self.entries.clear()
+        self._entries.clear()
         return True
 
 
-class IOptimizationProfile:
+class _IOptimizationProfile:
     def __init__(self) -> None:
-        self.shapes: dict[str, tuple] = {}
+        self._shapes: dict[str, tuple] = {}
 
-    def set_shape(self, input: str, min, opt, max) -> None:
+    def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002 - the real names
         lo, op, hi = (tuple(int(d) for d in s) for s in (min, opt, max))
         if not (len(lo) == len(op) == len(hi)) or any(a > b or b > c for a, b, c in zip(lo, op, hi)):
             raise ValueError(f"set_shape: need min <= opt <= max per dimension for {input}")
-        self.shapes[input] = (lo, op, hi)
+        self._shapes[input] = (lo, op, hi)
 
-    def get_shape(self, input: str) -> list[tuple]:
-        return list(self.shapes.get(input, ()))
+    def get_shape(self, input: str) -> list[tuple]:  # noqa: A002
+        return list(self._shapes.get(input, ()))
 
 
-class IBuilderConfig:
-    def __init__(self) -> None:
-        self.flags = {BuilderFlag.TF32}   # TF32 is on by default in TensorRT
-        self.pools: dict[MemoryPoolType, int] = {}
-        self.profiles: list[IOptimizationProfile] = []
-        self.builder_optimization_level = 3
-        self.hardware_compatibility_level = HardwareCompatibilityLevel.NONE
-        self._cache: ITimingCache | None = None
+class _IBuilderConfig:
+    def __init__(self, logger: _Logger) -> None:
+        self._logger = logger
+        self._flags = {self._trt.BuilderFlag.TF32}   # TF32 is on by default in TensorRT
+        self._pools: dict[Any, int] = {}
+        self._profiles: list[_IOptimizationProfile] = []
+        self._level = 3
+        self._hw = self._trt.HardwareCompatibilityLevel.NONE
+        self._cache: _ITimingCache | None = None
 
-    def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
-        self.pools[MemoryPoolType(pool)] = int(pool_size)
+    @property
+    def flags(self) -> int:
+        return sum(1 << int(f) for f in self._flags)
 
-    def get_memory_pool_limit(self, pool: MemoryPoolType) -> int:
-        return self.pools.get(MemoryPoolType(pool), 0)
+    @property
+    def builder_optimization_level(self) -> int:
+        return self._level
 
-    def set_flag(self, flag: BuilderFlag) -> None:
-        self.flags.add(BuilderFlag(flag))
+    @builder_optimization_level.setter
+    def builder_optimization_level(self, value: int) -> None:
+        self._level = int(value)
 
-    def clear_flag(self, flag: BuilderFlag) -> None:
-        self.flags.discard(BuilderFlag(flag))
+    @property
+    def hardware_compatibility_level(self) -> Any:
+        return self._hw
 
-    def get_flag(self, flag: BuilderFlag) -> bool:
-        return BuilderFlag(flag) in self.flags
+    @hardware_compatibility_level.setter
+    def hardware_compatibility_level(self, value: Any) -> None:
+        self._hw = self._trt.HardwareCompatibilityLevel(int(value))
 
-    def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
-        self.profiles.append(profile)
-        return len(self.profiles) - 1
+    @property
+    def num_optimization_profiles(self) -> int:
+        return len(self._profiles)
 
-    def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
-        return ITimingCache(bytes(serialized_timing_cache))
+    def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
+        self._pools[self._trt.MemoryPoolType(int(pool))] = int(pool_size)
 
-    def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+    def get_memory_pool_limit(self, pool: Any) -> int:
+        return self._pools.get(self._trt.MemoryPoolType(int(pool)), 0)
+
+    def set_flag(self, flag: Any) -> None:
+        self._flags.add(self._trt.BuilderFlag(int(flag)))
+
+    def clear_flag(self, flag: Any) -> None:
+        self._flags.discard(self._trt.BuilderFlag(int(flag)))
+
+    def get_flag(self, flag: Any) -> bool:
+        return self._trt.BuilderFlag(int(flag)) in self._flags
+
+    def add_optimization_profile(self, profile: _IOptimizationProfile) -> int:
+        self._profiles.append(profile)
+        return len(self._profiles) - 1
+
+    def create_timing_cache(self, serialized_timing_cache: Any) -> _ITimingCache:
+        blob = bytes(serialized_timing_cache)
+        name, cc = _device()
+        make = self._trt.ITimingCache
+        here = {"version": self._trt.__version__, "device": [name, list(cc)]}
+        if not blob:
+            return make(here, {})
+        try:
+            data = json.loads(blob.decode())
+            assert data["magic"] == CACHE_MAGIC
+        except Exception:
+            self._logger.log(self._trt.Logger.ERROR, "Error Code 1: Internal Error (Timing cache: the serialized cache is corrupt)")
+            return make(here, {}, usable=False)
+        if data["header"]["version"] != self._trt.__version__:
+            self._logger.log(self._trt.Logger.ERROR, "Error Code 1: Internal Error (Timing cache was created by a different "
+                                                     "TensorRT version)")
+            return make(data["header"], data["entries"], usable=False)
+        return make(data["header"], data["entries"])
+
+    def set_timing_cache(self, cache: _ITimingCache, ignore_mismatch: bool) -> bool:
+        here = [_device()[0], list(_device()[1])]
+        if not cache._usable or (not ignore_mismatch and cache._header["device"] != here):
+            self._logger.log(self._trt.Logger.ERROR, "IBuilderConfig::setTimingCache: Error Code 3: API Usage Error "
+                                                     "(Timing cache verification failed: the cache was made on a device "
+                                                     "with different properties)")
+            return False
         self._cache = cache
         return True
 
-    def get_timing_cache(self) -> ITimingCache | None:
+    def get_timing_cache(self) -> _ITimingCache | None:
         return self._cache
 
 
-class INetworkDefinition:
+class _INetworkDefinition:
     def __init__(self, flags: int) -> None:
-        self.flags = flags
-        self.onnx_path: str | None = None
+        self._flags_int = int(flags)
+        self._onnx: str | None = None
 
-    def get_flag(self, flag: NetworkDefinitionCreationFlag) -> bool:
-        return bool(self.flags & (1 << int(flag)))
+    @property
+    def flags(self) -> int:
+        return self._flags_int
+
+    def get_flag(self, flag: Any) -> bool:
+        return bool(self._flags_int & (1 << int(flag)))
 
 
-class OnnxParser:
-    def __init__(self, network: INetworkDefinition, logger: Logger) -> None:
-        self.network, self.logger = network, logger
+class _OnnxParser:
+    def __init__(self, network: _INetworkDefinition, logger: _Logger) -> None:
+        self._network, self._logger = network, logger
         self._errors: list[str] = []
 
     @property
@@ -417,7 +258,7 @@ class OnnxParser:
         import onnx
 
         try:
-            onnx.checker.check_model(model)   # path form: external data next to the file is read
+            onnx.checker.check_model(model)   # the path form: external data next to the file is read
         except Exception as e:
             self._errors.append(f"ModelImporter.cpp: Failed to parse ONNX model from file: {model} ({e})")
             return False
@@ -428,38 +269,317 @@ class OnnxParser:
         self._errors += [f"ModelImporter.cpp: ERROR: {why} [UNSUPPORTED_NODE]" for why in refused]
         if refused:
             return False
-        self.network.onnx_path = model
+        self._network._onnx = model
         return True
 
 
-class Builder:
-    def __init__(self, logger: Logger) -> None:
-        self.logger = logger
-        self.builds = 0
+class _Builder:
+    def __init__(self, logger: _Logger) -> None:
+        self._logger = logger
+        self._builds = 0
 
-    def create_network(self, flags: int = 0) -> INetworkDefinition:
-        return INetworkDefinition(flags)
+    def create_network(self, flags: int = 0) -> _INetworkDefinition:
+        return self._trt.INetworkDefinition(flags)
 
-    def create_builder_config(self) -> IBuilderConfig:
-        return IBuilderConfig()
+    def create_builder_config(self) -> _IBuilderConfig:
+        return self._trt.IBuilderConfig(self._logger)
 
-    def create_optimization_profile(self) -> IOptimizationProfile:
-        return IOptimizationProfile()
+    def create_optimization_profile(self) -> _IOptimizationProfile:
+        return self._trt.IOptimizationProfile()
 
-    def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig) -> IHostMemory | None:
-        if not network.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED):
-            self.logger.log(Logger.ERROR, "fake builder: novum networks must be created STRONGLY_TYPED")
+    def build_serialized_network(self, network: _INetworkDefinition, config: _IBuilderConfig) -> _IHostMemory | None:
+        trt, log = self._trt, self._logger.log
+        if vtuple(trt.__version__)[0] < 11 and not network.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED):
+            log(trt.Logger.ERROR, "fake builder: novum networks must be created STRONGLY_TYPED")
             return None
-        if network.onnx_path is None:
-            self.logger.log(Logger.ERROR, "Network must have at least one output")
+        if network._onnx is None:
+            log(trt.Logger.ERROR, "Network must have at least one output")
             return None
-        if len(config.profiles) != 1 or "images" not in config.profiles[0].shapes:
-            self.logger.log(Logger.ERROR, "Error Code 4: API Usage Error (Network has dynamic or shape inputs, but "
-                                          "no optimization profile has been defined.)")
+        if len(config._profiles) != 1 or "images" not in config._profiles[0]._shapes:
+            log(trt.Logger.ERROR, "Error Code 4: API Usage Error (Network has dynamic or shape inputs, but no optimization "
+                                  "profile has been defined.)")
             return None
-        lo, opt, hi = config.profiles[0].shapes["images"]
+        lo, opt, hi = config._profiles[0]._shapes["images"]
         if config._cache is not None:
-            config._cache.entries[f"build{len(config._cache.entries)}"] = "tactic"
-        self.builds += 1
-        vc = config.get_flag(BuilderFlag.VERSION_COMPATIBLE)
-        return IHostMemory(build_plan(network.onnx_path, lo[0], opt[0], hi[0], version_compatible=vc))
+            config._cache._entries[f"tactic{len(config._cache._entries)}"] = self._builds
+        self._builds += 1
+        return trt.IHostMemory(build_plan(network._onnx, lo[0], opt[0], hi[0], version=trt.__version__,
+                                       version_compatible=config.get_flag(trt.BuilderFlag.VERSION_COMPATIBLE),
+                                       hardware_compatibility=config.hardware_compatibility_level.name))
+
+
+class _Runtime:
+    def __init__(self, logger: _Logger) -> None:
+        self._logger = logger
+        self._host_code = False
+
+    @property
+    def engine_host_code_allowed(self) -> bool:
+        return self._host_code
+
+    @engine_host_code_allowed.setter
+    def engine_host_code_allowed(self, value: bool) -> None:
+        self._host_code = bool(value)
+
+    def deserialize_cuda_engine(self, serialized_engine: Any) -> "_ICudaEngine | None":
+        trt = self._trt
+        data = bytes(serialized_engine)
+
+        def fail(msg: str) -> None:
+            self._logger.log(trt.Logger.ERROR, f"IRuntime::deserializeCudaEngine: Error Code 1: Serialization ({msg})")
+
+        if not data.startswith(MAGIC):
+            return fail("Serialization assertion magicTagRead == kMAGIC_TAG failed.Magic tag does not match")
+        body = json.loads(data[len(MAGIC):])
+        built, here = vtuple(body["version"]), vtuple(trt.__version__)
+        if body.get("version_compatible"):
+            if not self._host_code:
+                return fail("the engine contains host code; set IRuntime::setEngineHostCodeAllowed(true) to load it")
+            ok = (here[0] == built[0] and here >= built) or (built[0], here[0]) in {(8, 10), (10, 11)}
+        else:
+            ok = body["version"] == trt.__version__
+        if not ok:
+            return fail("Serialization assertion stdVersionRead == kSERIALIZATION_VERSION failed.Version tag does not match")
+        cc = tuple(_device()[1])
+        built_cc = tuple(body.get("device", [None, list(cc)])[1])
+        hw = body.get("hardware_compatibility", "NONE")
+        if not (cc == built_cc or (hw == "AMPERE_PLUS" and cc >= (8, 0))):
+            return fail(f"engine plan file is generated on an incompatible device, expecting compute {cc[0]}.{cc[1]} "
+                        f"got compute {built_cc[0]}.{built_cc[1]}, please rebuild")
+        return trt.ICudaEngine(body, self._logger)
+
+
+class _ICudaEngine:
+    def __init__(self, body: dict, logger: _Logger) -> None:
+        self._tensors = {t["name"]: t for t in body["tensors"]}
+        self._order = [t["name"] for t in body["tensors"]]
+        self._profile = {k: [tuple(s) for s in v] for k, v in body["profile"].items()}
+        self._onnx = base64.b64decode(body["onnx"])
+        self._logger = logger
+        self._session = None
+
+    @property
+    def num_io_tensors(self) -> int:
+        return len(self._order)
+
+    @property
+    def num_optimization_profiles(self) -> int:
+        return 1
+
+    @property
+    def name(self) -> str:
+        return "novum-fake-engine"
+
+    def get_tensor_name(self, index: int) -> str:
+        return self._order[index]
+
+    def get_tensor_mode(self, name: str) -> Any:
+        t = self._tensors.get(name)
+        return self._trt.TensorIOMode.INPUT if t and t["mode"] == "input" else (
+            self._trt.TensorIOMode.OUTPUT if t else self._trt.TensorIOMode.NONE)
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._tensors[name]["shape"])
+
+    def get_tensor_dtype(self, name: str) -> Any:
+        return getattr(self._trt.DataType, self._tensors[name]["dtype"])
+
+    def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
+        if profile_index != 0 or name not in self._profile:
+            raise RuntimeError(f"get_tensor_profile_shape: {name} has no shapes in profile {profile_index}")
+        return list(self._profile[name])
+
+    def create_execution_context(self) -> "_IExecutionContext":
+        return self._trt.IExecutionContext(self)
+
+    def _session_(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            self._session = ort.InferenceSession(self._onnx, opts, providers=["CPUExecutionProvider"])
+        return self._session
+
+
+class _IExecutionContext:
+    def __init__(self, engine: _ICudaEngine) -> None:
+        self._engine = engine
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._addresses: dict[str, int] = {}
+        self._executions = 0
+
+    @property
+    def engine(self) -> _ICudaEngine:
+        return self._engine
+
+    def set_input_shape(self, name: str, shape: Any) -> bool:
+        e, err = self._engine, self._trt.Logger.ERROR
+        shape = tuple(int(d) for d in shape)
+        if e.get_tensor_mode(name) != self._trt.TensorIOMode.INPUT:
+            e._logger.log(err, f"setInputShape: {name} is not an input tensor")
+            return False
+        want = e.get_tensor_shape(name)
+        if len(shape) != len(want) or any(w != -1 and w != s for w, s in zip(want, shape)):
+            e._logger.log(err, f"IExecutionContext::setInputShape: Error Code 3: API Usage Error (Static dimension mismatch "
+                               f"while setting input shape for {name}. Set dimensions are {list(shape)}. Expected "
+                               f"dimensions are {list(want)}.)")
+            return False
+        lo, _, hi = e._profile[name]
+        if any(s < a or s > b for s, a, b in zip(shape, lo, hi)):
+            e._logger.log(err, f"IExecutionContext::setInputShape: Error Code 3: API Usage Error (Parameter check failed, "
+                               f"condition: satisfyProfile. Set dimension {list(shape)} for tensor {name} does not satisfy "
+                               f"any optimization profiles.)")
+            return False
+        self._shapes[name] = shape
+        return True
+
+    def _batch(self) -> int | None:
+        ins = [n for n in self._engine._order if self._engine._tensors[n]["mode"] == "input"]
+        return self._shapes[ins[0]][0] if ins[0] in self._shapes else None
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        if name in self._shapes:
+            return self._shapes[name]
+        b = self._batch()
+        return tuple((b if b is not None else -1) if d == -1 else d for d in self._engine.get_tensor_shape(name))
+
+    def infer_shapes(self) -> list[str]:
+        return [] if self._batch() is not None else [n for n in self._engine._order
+                                                     if self._engine._tensors[n]["mode"] == "input"]
+
+    @property
+    def all_binding_shapes_specified(self) -> bool:
+        return not self.infer_shapes()
+
+    def set_tensor_address(self, name: str, memory: int) -> bool:
+        if name not in self._engine._tensors:
+            self._engine._logger.log(self._trt.Logger.ERROR, f"setTensorAddress: {name} is not an I/O tensor")
+            return False
+        self._addresses[name] = int(memory)
+        return True
+
+    def get_tensor_address(self, name: str) -> int:
+        return self._addresses.get(name, 0)
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        from fakes.fake_pycuda import driver
+
+        e = self._engine
+        missing = [n for n in e._order if n not in self._addresses]
+        if missing or self.infer_shapes():
+            e._logger.log(self._trt.Logger.ERROR, f"IExecutionContext::enqueueV3: Error Code 3: API Usage Error (address "
+                                                  f"or shape not set for {missing or self.infer_shapes()})")
+            return False
+        stream = driver.STATE.streams.get(int(stream_handle))
+        if stream is None and int(stream_handle) != 0:
+            e._logger.log(self._trt.Logger.ERROR, "enqueueV3: invalid stream handle")
+            return False
+        shapes = {n: self.get_tensor_shape(n) for n in e._order}
+        addrs = dict(self._addresses)
+        dtypes = {n: np.dtype(_NP_NAMES[e._tensors[n]["dtype"]]) for n in e._order}
+
+        def run() -> None:
+            feeds = {}
+            for n in e._order:
+                if e._tensors[n]["mode"] == "input":
+                    nbytes = int(np.prod(shapes[n])) * dtypes[n].itemsize
+                    feeds[n] = driver.device_view(addrs[n], nbytes).view(dtypes[n]).reshape(shapes[n]).copy()
+            names = [n for n in e._order if e._tensors[n]["mode"] == "output"]
+            for n, v in zip(names, e._session_().run(names, feeds)):
+                if tuple(v.shape) != shapes[n]:
+                    raise RuntimeError(f"fake engine: {n} computed {v.shape}, context says {shapes[n]}")
+                driver.device_view(addrs[n], v.nbytes)[:] = np.ascontiguousarray(v.astype(dtypes[n])).reshape(-1).view(np.uint8)
+            self._executions += 1
+
+        if stream is None:
+            run()
+        else:
+            stream.enqueue(run)
+        return True
+
+
+_IMPLS = {"Logger": _Logger, "Builder": _Builder, "IBuilderConfig": _IBuilderConfig, "INetworkDefinition": _INetworkDefinition,
+          "OnnxParser": _OnnxParser, "IOptimizationProfile": _IOptimizationProfile, "ITimingCache": _ITimingCache,
+          "IHostMemory": _IHostMemory, "Runtime": _Runtime, "ICudaEngine": _ICudaEngine, "IExecutionContext": _IExecutionContext}
+
+
+def public_names(impl: type) -> set[str]:
+    """What an implementation class offers (methods and properties, not underscore names)."""
+    return {n for c in impl.__mro__ if c.__module__ == __name__ for n in vars(c) if not n.startswith("_")}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_plan(onnx_path: str | Path, min_batch: int = 1, opt_batch: int = 1, max_batch: int = 4,
+               version: str = DEFAULT_VERSION, version_compatible: bool = False,
+               hardware_compatibility: str = "NONE", device: tuple[str, tuple[int, int]] | None = None) -> bytes:
+    """A fake serialized engine for a novum ONNX file (dynamic batch profile on ``images``).
+
+    A version-compatible plan embeds the lean runtime: like TensorRT, deserialising it needs
+    ``runtime.engine_host_code_allowed = True``."""
+    import onnxruntime as ort
+
+    data = Path(onnx_path).read_bytes()
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    H, W, C = (int(d) for d in inp.shape[1:])
+    outs = sess.run(None, {inp.name: np.zeros((1, H, W, C), np.uint8)})   # static output dims, as a builder resolves
+    names = {np.dtype(v): k for k, v in _NP_NAMES.items()}
+    tensors = [{"name": inp.name, "mode": "input", "dtype": "UINT8", "shape": [-1, H, W, C]}]
+    tensors += [{"name": o.name, "mode": "output", "dtype": names[v.dtype], "shape": [-1, *v.shape[1:]]}
+                for o, v in zip(sess.get_outputs(), outs)]
+    name, cc = device or _device()
+    body = {"version": version, "device": [name, list(cc)], "tensors": tensors,
+            "profile": {inp.name: [[min_batch, H, W, C], [opt_batch, H, W, C], [max_batch, H, W, C]]},
+            "onnx": base64.b64encode(data).decode(), "version_compatible": bool(version_compatible),
+            "hardware_compatibility": hardware_compatibility}
+    return MAGIC + json.dumps(body).encode()
+
+
+def nptype_of(trt: ModuleType):
+    def nptype(trt_type: Any) -> type:
+        """TensorRT DataType -> numpy type (TypeError for types numpy cannot hold, as the real one)."""
+        try:
+            return _NP_NAMES[trt.DataType(int(trt_type)).name]
+        except (KeyError, ValueError):
+            raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype. {trt_type}") from None
+    return nptype
+
+
+@functools.lru_cache(maxsize=None)
+def _template(version: str) -> dict[str, Any]:
+    if version not in SURFACE:
+        raise ValueError(f"no fake for TensorRT {version}; known: {', '.join(VERSIONS)}")
+    return SURFACE[version]
+
+
+def module(version: str = DEFAULT_VERSION) -> ModuleType:
+    """A fresh fake ``tensorrt`` module with exactly ``version``'s surface (see the module docstring)."""
+    surface = _template(version)
+    mod = ModuleType("tensorrt", f"fake TensorRT {version} (tests/fakes)")
+    mod.__version__ = version
+    mod.__file__ = __file__
+    for name, members in surface["enums"].items():
+        setattr(mod, name, enum.IntEnum(name, dict(sorted(members.items(), key=lambda kv: kv[1])), module="tensorrt"))
+    for attr, member in _MODULE_ATTRS.items():
+        if attr in surface["module_attrs"]:
+            setattr(mod, attr, getattr(mod.DataType, member))
+    for name, impl in _IMPLS.items():
+        allowed = set(surface["classes"][name])
+        ns: dict[str, Any] = {"_trt": mod, "__module__": "tensorrt", "__qualname__": name}
+        ns.update({n: _Absent(n, version) for n in public_names(impl) - allowed})
+        cls = type(name, (impl,), ns)
+        setattr(mod, name, cls)
+    sev = enum.IntEnum("Severity", {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3, "VERBOSE": 4}, module="tensorrt")
+    mod.Logger.Severity = sev
+    for s in sev:
+        setattr(mod.Logger, s.name, s)
+    mod.nptype = nptype_of(mod)
+    return mod
+
+
+def current() -> ModuleType:
+    """The fake module installed as ``tensorrt`` (tests that need the module they installed)."""
+    return sys.modules["tensorrt"]

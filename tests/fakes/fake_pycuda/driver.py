@@ -4,12 +4,21 @@ Device memory is a registry of numpy byte buffers at distinct integer addresses,
 passes ``int(allocation)`` to TensorRT and copies by address is checked for real: copies are
 bounds-checked against the allocation they land in, asynchronous copies run only when their
 stream is synchronised (reading the host buffer then, as the hardware would), and every copy is
-logged (with whether the host side was page-locked). Nothing works before a context is active
-(``import pycuda.autoprimaryctx``), as with the real driver.
+logged (with whether the host side was page-locked).
+
+Contexts behave as pycuda's (its C++ ``context_stack`` and ``scoped_context_activation``):
+- each thread has its own context stack; nothing that needs a context works on a thread where
+  none was pushed (``Context.get_device()``, ``mem_alloc``, streams, copies);
+- a context remembers the thread that created it; freeing memory from another thread while the
+  context is not current there cannot be done (pycuda warns "... in out-of-thread context could
+  not be cleaned up" and the memory leaks): recorded in ``STATE.leaks``;
+- a thread that ends with a context still pushed aborts the whole process in pycuda ("The
+  context stack was not empty upon module cleanup"): recorded in ``STATE.fatal`` for the test.
 """
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,6 +27,7 @@ import numpy as np
 DEVICE_NAME = "NVIDIA Fake Orin"
 COMPUTE_CAPABILITY = (8, 7)
 TOTAL_MEMORY = 8 << 30
+DRIVER_VERSION = 12060      # cuDriverGetVersion: 1000 * major + 10 * minor (CUDA 12.6, as JetPack 6)
 _BASE = 0x7F00_0000_0000
 
 
@@ -33,13 +43,30 @@ class MemoryError(Error):  # noqa: A001 - pycuda's name
     pass
 
 
+class _ThreadStack:
+    """One thread's context stack; when the thread ends, its thread-local data is dropped and
+    ``__del__`` runs: pycuda aborts the process there if a context is still pushed."""
+
+    def __init__(self, fatal: list[str]) -> None:
+        self.stack: list[Context] = []
+        self.thread = threading.current_thread().name
+        self.fatal = fatal   # the record of the "process" this stack belongs to (reset() starts a new one)
+
+    def __del__(self) -> None:
+        if self.stack:
+            self.fatal.append(f"PyCUDA ERROR: The context stack was not empty upon module cleanup (thread "
+                               f"{self.thread} ended with {len(self.stack)} context(s) pushed); the program aborts")
+
+
 @dataclass
 class _State:
     initialised: bool = False
-    contexts: threading.local = field(default_factory=threading.local)   # per-thread context stack, as CUDA's
+    contexts: threading.local = field(default_factory=threading.local)
     next_addr: int = _BASE
     allocations: dict[int, np.ndarray] = field(default_factory=dict)   # base address -> uint8 buffer
     freed: list[int] = field(default_factory=list)
+    leaks: list[str] = field(default_factory=list)     # frees that pycuda could not do (wrong thread)
+    fatal: list[str] = field(default_factory=list)     # what would have aborted the process
     streams: dict[int, "Stream"] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -48,7 +75,7 @@ STATE = _State()
 
 
 def reset() -> None:
-    """Forget every allocation, stream and the context (a fresh process)."""
+    """Forget every allocation, stream and context (a fresh process)."""
     global STATE
     STATE = _State()
 
@@ -58,14 +85,22 @@ def init(flags: int = 0) -> None:
 
 
 def _stack() -> list:
-    if not hasattr(STATE.contexts, "stack"):
-        STATE.contexts.stack = []
-    return STATE.contexts.stack
+    local = STATE.contexts
+    if not hasattr(local, "ts"):
+        local.ts = _ThreadStack(STATE.fatal)
+    return local.ts.stack
 
 
-def _need_context() -> None:
-    if not _stack():
+def _current() -> "Context | None":
+    s = _stack()
+    return s[-1] if s else None
+
+
+def _need_context() -> "Context":
+    ctx = _current()
+    if ctx is None:
         raise LogicError("explicit_context_dependent failed: invalid device context - no currently active context?")
+    return ctx
 
 
 class Device:
@@ -92,36 +127,59 @@ class Device:
     def retain_primary_context(self) -> "Context":
         return Context(self)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Device) and other.ordinal == self.ordinal
+
+    __hash__ = object.__hash__
+
 
 class Context:
+    """A retained primary context (pycuda's ``primary_context``): not current until pushed."""
+
     def __init__(self, device: Device) -> None:
         self.device = device
+        self.thread = threading.get_ident()   # pycuda records the creating thread
+        self.valid = True
 
     def push(self) -> None:
+        if not self.valid:
+            raise LogicError("cannot push a detached context")
         _stack().append(self)
 
     @staticmethod
     def pop() -> None:
-        if not _stack():
-            raise LogicError("cuCtxPopCurrent failed: invalid context (the context stack is empty)")
-        _stack().pop()
+        s = _stack()
+        if not s:
+            raise LogicError("context::pop failed: cannot pop non-current context")
+        s.pop()
 
     @staticmethod
     def get_device() -> Device:
-        _need_context()
-        return Device(0)
+        return _need_context().device
 
     @staticmethod
     def synchronize() -> None:
+        _need_context()
         for s in list(STATE.streams.values()):
             s.synchronize()
+
+    def detach(self) -> None:
+        if not self.valid:
+            raise LogicError("context::detach failed: cannot detach from invalid context")
+        self.valid = False
+
+
+def _can_clean_up(ctx: Context) -> bool:
+    """pycuda's scoped_context_activation: fine when ``ctx`` is current here, or when this is the
+    thread that created it (it is pushed for the call); impossible from any other thread."""
+    return _current() is ctx or ctx.thread == threading.get_ident()
 
 
 class DeviceAllocation:
     """What ``mem_alloc`` returns: ``int(alloc)`` is the device address."""
 
-    def __init__(self, addr: int, size: int) -> None:
-        self.addr, self.size, self.freed = addr, size, False
+    def __init__(self, addr: int, size: int, context: Context) -> None:
+        self.addr, self.size, self.freed, self.context = addr, size, False, context
 
     def __int__(self) -> int:
         return self.addr
@@ -129,24 +187,35 @@ class DeviceAllocation:
     __index__ = __int__
 
     def free(self) -> None:
-        if not self.freed:
-            STATE.allocations.pop(self.addr, None)
-            STATE.freed.append(self.addr)
-            self.freed = True
+        if self.freed:
+            return
+        self.freed = True
+        if not _can_clean_up(self.context):
+            msg = f"device_allocation in out-of-thread context could not be cleaned up (0x{self.addr:x})"
+            STATE.leaks.append(msg)
+            warnings.warn(msg, UserWarning, stacklevel=2)
+            return
+        STATE.allocations.pop(self.addr, None)
+        STATE.freed.append(self.addr)
+
+    def __del__(self) -> None:   # pycuda frees on garbage collection too, with the same rule
+        if not self.freed and self.addr in STATE.allocations:
+            self.free()
 
 
 def mem_alloc(nbytes: int) -> DeviceAllocation:
-    _need_context()
+    ctx = _need_context()
     nbytes = int(nbytes)
     if nbytes <= 0:
         raise LogicError("cuMemAlloc failed: invalid argument (size 0)")
     addr = STATE.next_addr
     STATE.next_addr += (nbytes + 511) // 256 * 256 + 256   # aligned, with a guard gap
     STATE.allocations[addr] = np.zeros(nbytes, np.uint8)
-    return DeviceAllocation(addr, nbytes)
+    return DeviceAllocation(addr, nbytes, ctx)
 
 
 def mem_get_info() -> tuple[int, int]:
+    _need_context()
     used = sum(a.size for a in STATE.allocations.values())
     return TOTAL_MEMORY - used, TOTAL_MEMORY
 
@@ -180,7 +249,7 @@ class Stream:
     _next_handle = 0x5000
 
     def __init__(self, flags: int = 0) -> None:
-        _need_context()
+        self.context = _need_context()
         Stream._next_handle += 16
         self.handle = Stream._next_handle
         self.pending: list[Callable[[], None]] = []
