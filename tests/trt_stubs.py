@@ -32,6 +32,7 @@ class Member:
     returns: list[str] = field(default_factory=list)             # methods and properties
     settable: bool = False                      # properties: has a setter; attributes: always
     static: bool = False
+    value: int | None = None                    # enum members: the integer value
 
 
 @dataclass
@@ -41,9 +42,10 @@ class StubClass:
     members: dict[str, Member] = field(default_factory=dict)
 
     @property
-    def enum_members(self) -> set[str]:
-        """Names typed ``typing.ClassVar[<this class>]``: the members of a pybind11 enum."""
-        return {m.name for m in self.members.values() if m.kind == "attribute" and m.returns == [f"ClassVar:{self.name}"]}
+    def enum_members(self) -> dict[str, int | None]:
+        """Names typed ``typing.ClassVar[<this class>]`` (the members of a pybind11 enum) -> value."""
+        return {m.name: m.value for m in self.members.values()
+                if m.kind == "attribute" and m.returns == [f"ClassVar:{self.name}"]}
 
 
 @dataclass
@@ -95,7 +97,7 @@ def load_stubs(root: Path | None = None) -> Stubs:
 
 _CLASS = re.compile(r"^( *)class (\w+)(?:\((.*)\))?:")
 _DEF = re.compile(r"^( *)def (\w+)\((.*)\)(?:\s*->\s*(.+?))?:\s*$")
-_ATTR = re.compile(r"^( *)(\w+): (.+?)(?:\s+#.*)?$")
+_ATTR = re.compile(r"^( *)(\w+): (.+?)(?:\s+#(.*))?$")
 
 
 def _classes(text: str) -> dict[str, StubClass]:
@@ -151,7 +153,9 @@ def _classes(text: str) -> dict[str, StubClass]:
             typ = m.group(3).strip()
             cv = re.match(r"typing\.ClassVar\[(.+)\]$", typ)
             if cv:
-                cls.members[m.group(2)] = Member(m.group(2), "attribute", returns=[f"ClassVar:{cv.group(1).split('.')[-1]}"])
+                value = re.search(r"value = <[\w.]+: (-?\d+)>", m.group(4) or "")
+                cls.members[m.group(2)] = Member(m.group(2), "attribute", returns=[f"ClassVar:{cv.group(1).split('.')[-1]}"],
+                                                 value=int(value.group(1)) if value else None)
             else:
                 cls.members[m.group(2)] = Member(m.group(2), "attribute", returns=[typ], settable=True)
         decorators = []

@@ -154,6 +154,10 @@ class _IBuilderConfig:
     def flags(self) -> int:
         return sum(1 << int(f) for f in self._flags)
 
+    @flags.setter
+    def flags(self, value: int) -> None:
+        self._flags = {f for f in self._trt.BuilderFlag if int(value) >> int(f) & 1}
+
     @property
     def builder_optimization_level(self) -> int:
         return self._level
@@ -389,7 +393,7 @@ class _ICudaEngine:
             raise RuntimeError(f"get_tensor_profile_shape: {name} has no shapes in profile {profile_index}")
         return list(self._profile[name])
 
-    def create_execution_context(self) -> "_IExecutionContext":
+    def create_execution_context(self, strategy: Any = None) -> "_IExecutionContext":
         return self._trt.IExecutionContext(self)
 
     def _session_(self):

@@ -68,7 +68,8 @@ def signatures(body: str) -> dict[str, list[list[str]]]:
     for args in calls(body, "def"):
         m = re.match(r'\s*"(\w+)"', args)
         if m and not m.group(1).startswith("__"):
-            names = [n + ("=" if d else "") for n, d in re.findall(r'"(\w+)"_a(\s*=)?', args)]
+            found = re.findall(r'(?:"(\w+)"_a|py::arg\("(\w+)"\))(\s*=)?', args)
+            names = [(a or b) + ("=" if d else "") for a, b, d in found]
             sigs.setdefault(m.group(1), []).append(names)
     return sigs
 
@@ -91,18 +92,22 @@ def header_enums(src: str) -> dict[str, dict[str, int]]:
 
 def release(repo: Path, tag: str) -> dict:
     src = "\n".join(show(repo, tag, f) for f in BINDINGS)
+    # bindings the released wheels are built without (INetworkDefinition.serialize)
+    src = re.sub(r"#if ENABLE_INETWORK_SERIALIZE.*?#endif", "", src, flags=re.S)
     values = header_enums("\n".join(show(repo, tag, f) for f in HEADERS))
     enums = {}
     for name, body in statements(src, "enum_").items():
         if name in ENUMS:
             pairs = re.findall(r'\.value\(\s*"(\w+)"\s*,\s*\w+::(k\w+)', body)
             enums[name] = {py: values[name][cpp] for py, cpp in pairs}
-    classes, sigs = {}, {}
+    classes, sigs, write_only = {}, {}, {}
     for name, body in statements(src, "class_").items():
         if name in CLASSES:
             names = re.findall(r'\.(?:def|def_property|def_property_readonly|def_readwrite|def_static)\(\s*"(\w+)"', body)
             classes[name] = sorted(n for n in set(names) if not n.startswith("__"))
             sigs[name] = signatures(body)
+            # properties without a getter (stub generators leave them out)
+            write_only[name] = sorted(set(re.findall(r'\.def_property\(\s*"(\w+)"\s*,\s*nullptr', body)))
     # the logger's severities: an enum bound on ILogger with export_values(), so Logger.WARNING etc. exist
     logger = re.search(r'py::enum_<ILogger::Severity>.*?;', src, re.S)
     if logger and "export_values" in logger.group(0):
@@ -115,7 +120,8 @@ def release(repo: Path, tag: str) -> dict:
     missing = [n for n in ENUMS if n not in enums] + [n for n in CLASSES if n not in classes]
     if missing:
         raise SystemExit(f"{tag}: not found in the bindings: {missing}")
-    return {"tag": tag, "enums": enums, "classes": classes, "signatures": sigs, "module_attrs": module_attrs}
+    return {"tag": tag, "enums": enums, "classes": classes, "signatures": sigs, "write_only": write_only,
+            "module_attrs": module_attrs}
 
 
 def main(argv: list[str]) -> int:
