@@ -22,8 +22,8 @@ CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
 LIBCUDA = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
 
-TRT_INSTALL = ("desktop: pip install 'novum[trt-cu12]' (NVIDIA driver r535+) or 'novum[trt-cu13]' (r580+); Jetson: "
-               "JetPack's TensorRT (README: Jetson)")
+TRT_INSTALL = "desktop: pip install 'novum[trt-cu12]' or 'novum[trt-cu13]'; Jetson: JetPack's TensorRT (README, Jetson)"
+SUPPORTED_TRT = (10, 3)   # the oldest TensorRT novum supports (JetPack 6)
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,16 @@ def import_pycuda() -> tuple[ModuleType | None, str | None]:
     except Exception as e:  # noqa: BLE001 - pycuda.driver.Error subclasses: no device, driver too old
         return None, f"pycuda cannot start CUDA ({_first_line(e)})"
     return cuda, None
+
+
+def version_tuple(v: str) -> tuple[int, ...]:
+    """"10.3.0.30" -> (10, 3, 0, 30); stops at the first part that is not a number ("11.4.0.post1" -> (11, 4, 0))."""
+    out = []
+    for p in str(v).split("."):
+        if not p.isdigit():
+            break
+        out.append(int(p))
+    return tuple(out)
 
 
 def _first_line(e: BaseException, n: int = 160) -> str:
