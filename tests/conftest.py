@@ -44,11 +44,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 def gpu_unavailable_reason() -> str | None:
-    import importlib.util
+    """Why the real-GPU tests cannot run here (TensorRT, pycuda and a CUDA GPU, asked without torch)."""
+    from novum.gpu import cuda_driver, import_pycuda, import_tensorrt
 
-    for mod in ("tensorrt", "pycuda"):
-        if importlib.util.find_spec(mod) is None:
-            return f"needs '{mod}' and a CUDA GPU (pip install '.[trt]' on a GPU machine)"
-    if not torch.cuda.is_available():
-        return "needs a CUDA GPU"
-    return None
+    trt, why = import_tensorrt()
+    if trt is None:
+        return f"needs TensorRT and a CUDA GPU: {why}"
+    driver = cuda_driver()
+    if not driver.gpus:
+        return f"needs a CUDA GPU: {driver.error}"
+    cuda, why = import_pycuda()
+    return None if cuda is not None else f"needs pycuda: {why}"
