@@ -80,7 +80,7 @@ def model_engines(name: str, checkpoint: Path, out: Path, args: argparse.Namespa
                   imgsz: tuple[int, int] | None = None, allow_degraded: bool = False) -> ModelResult:
     """ONNX fp32/fp16/int8 of ``checkpoint``, the four engines, and the comparison with torch."""
     from novum.checkpoint import load_model
-    from novum.export.api import export, resized_config
+    from novum.api import export, resized_config
     from novum.export.tensorrt import EngineOptions, build_engine
     from novum.export.verify import verify
 
@@ -135,9 +135,10 @@ def _onnx_precision(engine_precision: str) -> str:
 def clip_frames(input_size: tuple[int, int], n: int, out: Path):
     """``n`` frames of the bundled demo clip (objects of the 12 classes, as cameras see them), framed
     for the model as novum-run frames them: representative input, also for int8."""
-    from novum.runtime.bench import _frames_and_video
+    from novum.bundled import demo_clip_path
+    from novum.runtime.bench import video_frames
 
-    return _frames_and_video("demo", input_size, n, out)[0]
+    return video_frames(demo_clip_path(), input_size, n)
 
 
 def engine_latency(res: ModelResult, args: argparse.Namespace) -> None:
@@ -209,7 +210,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = _log) -> Acceptan
         elif acc.gpu_tests["tests"] == acc.gpu_tests["skipped"]:
             acc.failures.append(f"gpu tests: all {acc.gpu_tests['tests']} skipped ({'; '.join(acc.gpu_tests['skip_reasons'])})")
 
-    from novum.runtime.bench import bench, table
+    from novum.api import bench
+    from novum.runtime.bench import table
 
     t0 = time.perf_counter()
     rows, _ = bench(args.demo or demo_model_path(), frames=args.frames * 4, runs=args.runs, warmup=args.warmup,

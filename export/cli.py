@@ -13,8 +13,11 @@ def parser() -> argparse.ArgumentParser:
         prog="novum-export",
         description="Export a NOVUM model to ONNX (uint8 BGR frames in; class scores and vertex matches out), "
                     "optionally fp16 / int8 and TensorRT engines, and verify them against torch.")
-    p.add_argument("--checkpoint", help="novum .safetensors or the official upstream .pth (detected automatically); "
-                                        "default: the bundled demo model")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="novum .safetensors or the official upstream .pth (detected automatically); "
+                                          "default: the bundled demo model")
+    src.add_argument("--onnx", help="build the TensorRT engine from this novum .onnx file (made elsewhere); no torch "
+                                    "needed: the precision is in the file")
     p.add_argument("--output-dir", default="exports", help="where the files go (default: exports/)")
     p.add_argument("--name", help="file name stem (default: the checkpoint's)")
     p.add_argument("--fp16", action="store_true", help="also write an fp16 ONNX (precision in the graph) and engine")
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from novum.api import export   # here: a missing OpenCV is then a one-line error (run_cli), not a traceback
 
+        if args.onnx:
+            return _from_onnx(args)
         int8 = args.int8 or args.calib is not None
         int8_options = {"calib": args.calib or "demo", "method": args.calib_method, "samples": args.calib_samples,
                         "seed": args.calib_seed, "holdout": args.calib_holdout, "threshold": args.int8_threshold,
@@ -107,3 +112,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_cli(body)
+
+
+def _from_onnx(args: argparse.Namespace) -> int:
+    """``--onnx``: only the engine options apply; the others shape an ONNX file that already exists."""
+    from novum.api import build_engines
+    from novum.errors import InputError
+
+    defaults = parser().parse_args([])
+    fixed = [f"--{k.replace('_', '-')}" for k in ("fp16", "int8", "calib", "imgsz", "features", "fp16_head", "opset",
+                                                  "mesh_dir", "verify", "verify_images")
+             if getattr(args, k) != getattr(defaults, k)]
+    if fixed:
+        raise InputError(f"--onnx builds the engine of an existing ONNX file; {', '.join(fixed)} shape the ONNX file "
+                         f"itself: export it with --checkpoint and those options instead")
+    if args.engine is False:
+        raise InputError("--onnx --no-engine has nothing to do: --onnx builds the engine")
+    res = build_engines(args.onnx, args.output_dir, batch=args.batch, workspace=args.workspace,
+                        strict_fp32=args.strict_fp32, version_compatible=args.version_compatible,
+                        hardware_compatible=args.hardware_compatible, timing_cache=args.timing_cache, name=args.name)
+    print(f"done in {sum(res.timings.values()):.1f}s: " + ", ".join(str(p) for p in res.engines.values()))
+    return 0

@@ -39,7 +39,7 @@ from novum.contracts.cache import cache_dir
 from novum.contracts.framing import Framer
 from novum.contracts.int8 import ONNXRUNTIME, TENSORRT
 from novum.contracts.onnx_file import DEFAULT_MAX_BATCH, OPSET
-from novum.errors import InputError
+from novum.errors import InputError, NovumError
 from novum.export.fp16 import convert_fp16
 from novum.export.frames import load_frames, render_frames
 from novum.export.tensorrt import EngineOptions, build_engine, engine_unavailable_reason
@@ -158,9 +158,14 @@ def _export(checkpoint, out: Path, *, fp16, int8, batch, imgsz, engine, workspac
         if speed_rounds > 0:
             int8_speed(res, speed_rounds, cfg.input_size, log)
 
+    rebuild = rebuild_command({
+        "checkpoint": src, "output_dir": out, "name": name, "fp16": fp16, "int8": int8, "batch": batch, "imgsz": imgsz,
+        "workspace": workspace, "strict_fp32": strict_fp32, "version_compatible": version_compatible,
+        "hardware_compatible": hardware_compatible, "features": features, "opset": opset, "mesh_dir": mesh_dir,
+        "force_imgsz": force_imgsz and tuple(cfg.input_size) != tuple(cfg.trained_size),
+        **({"fp16_head": fp16_head} if fp16 else {}), **((int8_options or {}) if int8 else {})})
     _engines(res, out, stem, engine, batch, workspace, strict_fp32, version_compatible, hardware_compatible,
-             timing_cache, _rebuild_command(src, out, fp16, int8, batch, cfg.input_size, features, name,
-                                            cfg.input_size != cfg.trained_size), log)
+             timing_cache, rebuild, log)
     if triton is not None:
         t = _step(res, "triton")
         res.triton = write_export_repository(triton, res.onnx, res.engines, max_batch=batch,
@@ -174,7 +179,10 @@ def _export(checkpoint, out: Path, *, fp16, int8, batch, imgsz, engine, workspac
             frames = load_frames(verify_images, verify_frames, *cfg.input_size)
             source = f"{len(frames)} images from {verify_images}"
         targets = list(res.onnx.values()) + list(res.engines.values())
-        res.verify = run_verify(model, targets, frames=frames, n_frames=verify_frames, frame_source=source, log=log)
+        # the engines were built by this run, from its own ONNX files: their host code (version-compatible
+        # plans) is trusted here
+        res.verify = run_verify(model, targets, frames=frames, n_frames=verify_frames, frame_source=source,
+                                allow_engine_host_code=True, log=log)
         log(f"verification on {res.verify.frame_source} ({_done(res, 'verify', t):.1f}s):")
         log(res.verify.table())
         log(res.verify.reasons())
@@ -284,15 +292,71 @@ def _check_writable(out: Path) -> None:
         raise InputError(f"{out}: output folder is not writable ({e.strerror}); pass a writable --output-dir") from None
 
 
-def _rebuild_command(src: Path, out: Path, fp16: bool, int8: bool, batch: int, size, features: bool,
-                     name: str | None, forced_size: bool = False) -> str:
-    args = ["novum-export", "--checkpoint", str(src), "--output-dir", str(out), "--batch", str(batch),
-            "--imgsz", str(size[0]), str(size[1])] + (["--force-imgsz"] if forced_size else [])
-    args += ["--fp16"] if fp16 else []
-    args += ["--int8"] if int8 else []
-    args += ["--features"] if features else []
-    args += ["--name", name] if name else []
+# export() parameter (or int8 option) -> its novum-export option. The sidecar's "rebuild with"
+# command repeats every one that shapes the ONNX files or the engine, so following it rebuilds the
+# same engine; REBUILD_IGNORES are the options that do not (tests hold the two lists to the parser).
+REBUILD_FLAGS = {
+    "checkpoint": "--checkpoint", "onnx": "--onnx", "output_dir": "--output-dir", "name": "--name", "fp16": "--fp16",
+    "int8": "--int8", "calib": "--calib", "method": "--calib-method", "samples": "--calib-samples",
+    "seed": "--calib-seed", "holdout": "--calib-holdout", "threshold": "--int8-threshold", "fallback": "--int8-fallback",
+    "allow_degraded": "--allow-degraded", "batch": "--batch", "imgsz": "--imgsz", "workspace": "--workspace",
+    "strict_fp32": "--strict-fp32", "version_compatible": "--version-compatible",
+    "hardware_compatible": "--hardware-compatible", "features": "--features", "fp16_head": "--fp16-head",
+    "opset": "--opset", "mesh_dir": "--mesh-dir", "force_imgsz": "--force-imgsz",
+}
+REBUILD_IGNORES = ("--engine", "--timing-cache", "--verify", "--verify-frames", "--verify-images")
+
+
+def rebuild_command(values: dict[str, Any]) -> str:
+    """The novum-export command that rebuilds an engine from these export() values (in
+    :data:`REBUILD_FLAGS` order; None and False are left out)."""
+    args = ["novum-export"]
+    for key, flag in REBUILD_FLAGS.items():
+        v = values.get(key)
+        if v is None or v is False:
+            continue
+        if v is True:
+            args.append(flag)
+        elif isinstance(v, (tuple, list)):
+            args += [flag, *map(str, v)]
+        else:
+            args += [flag, str(v)]
     return shlex.join(args + ["--engine"]) + " on this machine"
+
+
+def build_engines(onnx: str | Path, output_dir: str | Path = "exports", *, batch: int = DEFAULT_MAX_BATCH,
+                  workspace: float = 4.0, strict_fp32: bool = False, version_compatible: bool = False,
+                  hardware_compatible: str | None = None, timing_cache: str | Path | None = None,
+                  name: str | None = None, log: Callable[[str], None] = print) -> ExportResult:
+    """``novum-export --onnx``: a TensorRT engine from an existing novum ONNX file (made elsewhere,
+    e.g. on a desktop), on the machine that will run it. Needs no torch: the precision, input size
+    and classes come from the file's metadata."""
+    from novum.contracts.onnx_file import read_metadata
+
+    src = Path(onnx)
+    if not src.is_file():
+        raise InputError(f"{src}: ONNX file not found")
+    if batch < 1:
+        raise InputError(f"--batch must be >= 1, got {batch}")
+    meta = read_metadata(src)
+    res = ExportResult(source=src, source_sha256=sha256_file(src))
+    res.onnx[meta.get("precision", "fp32")] = src
+    why = engine_unavailable_reason()
+    if why:
+        raise NovumError(f"no TensorRT engine can be built here: {why}")
+    out = Path(output_dir)
+    _check_writable(out)
+    rebuild = rebuild_command({"onnx": src, "output_dir": out, "name": name, "batch": batch, "workspace": workspace,
+                               "strict_fp32": strict_fp32, "version_compatible": version_compatible,
+                               "hardware_compatible": hardware_compatible})
+    opts = EngineOptions(max_batch=batch, workspace_gib=workspace, strict_fp32=strict_fp32,
+                         version_compatible=version_compatible, hardware_compatible=hardware_compatible,
+                         timing_cache=Path(timing_cache) if timing_cache else None)
+    prec = meta.get("precision", "fp32")
+    t = _step(res, f"engine_{prec}")
+    res.engines[prec] = build_engine(src, out / f"{name or src.stem}.engine", options=opts, rebuild_command=rebuild, log=log)
+    _done(res, f"engine_{prec}", t)
+    return res
 
 
 def _step(res: ExportResult, name: str) -> float:
@@ -359,6 +423,7 @@ def resolve_model(model: str | Path | None, backend: str = "auto", features: boo
 def run(source: str, model: str | Path | None = None, *, backend: str = "auto", device: str = "auto",
         threads: int = 0, keep_all: bool = False, show: bool | None = None, pose_model: str | Path | None = None,
         quiet: bool = False, server: str | None = None, capture: CaptureOptions | None = None,
+        allow_engine_host_code: bool = False,
         **opts: object) -> RunSummary:
     """``novum-run``: resolve ``model`` (:func:`resolve_model`), then :func:`novum.runtime.run.run`.
 
@@ -366,6 +431,8 @@ def run(source: str, model: str | Path | None = None, *, backend: str = "auto", 
     where one can open and otherwise runs headless, saying so unless ``quiet``
     (:func:`novum.runtime.run.window_wanted`). ``server``: a Triton server runs the model (``model``
     = its name there). ``capture``: the camera's size, rate and flip.
+    ``allow_engine_host_code``: load a version-compatible TensorRT engine (it embeds host code that
+    TensorRT runs: only for engines from a source you trust).
     """
     window = running.window_wanted(show)     # first: --show without a window fails before any export
     if server:
@@ -377,7 +444,8 @@ def run(source: str, model: str | Path | None = None, *, backend: str = "auto", 
     # features are exported only when a pose can be asked for (--pose-every, or the 'p' key in a window)
     path, native = resolve_model(model, backend, features=bool(opts.get("pose_every")) or window, quiet=quiet)
     return running.run(source, path, device=device, threads=threads, keep_all=keep_all, show=show,
-                       pose_model=pose_model or native, quiet=quiet, capture=capture, **opts)
+                       pose_model=pose_model or native, quiet=quiet, capture=capture,
+                       allow_engine_host_code=allow_engine_host_code, **opts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,23 +454,31 @@ def run(source: str, model: str | Path | None = None, *, backend: str = "auto", 
 
 def bench(model: str | Path | None = None, source: str | None = None, *, frames: int = 32, runs: int = 50,
           warmup: int = 5, rounds: int = 3, threads: int = 0, workdir: str | Path | None = None,
+          engines: list[str | Path] = (), allow_engine_host_code: bool = False,
           log: Callable[[str], None] = print) -> tuple[list[measuring.Row], dict[str, Any]]:
     """Export ``model`` (default: the demo model) to every precision, build TensorRT engines where
     possible, and measure each (:func:`novum.runtime.bench.measure`); returns the rows and run info.
 
-    ``workdir=None``: the files go to a temporary folder, removed however the run ends."""
+    ``workdir=None``: the files go to a temporary folder, removed however the run ends.
+    ``engines``: model files made elsewhere (``.engine``/``.plan``, ``.onnx``), measured as extra rows
+    against the same torch reference; ``allow_engine_host_code`` lets version-compatible engines
+    among them load (they embed host code that TensorRT runs: only from a source you trust)."""
     require("torch", "novum-bench (it exports the checkpoint and measures torch too)")
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="novum-bench-") as tmp:
-            rows, info = _bench(model, source, frames, runs, warmup, rounds, threads, Path(tmp), log, temporary=True)
-        for r in rows:      # the files are gone with their folder
-            r.file = ""
+            rows, info = _bench(model, source, frames, runs, warmup, rounds, threads, Path(tmp), log, temporary=True,
+                                engines=engines, allow_engine_host_code=allow_engine_host_code)
+        for r in rows:      # the files are gone with their folder (not the --engines given)
+            if str(r.file).startswith(tmp):
+                r.file = ""
         return rows, info
-    return _bench(model, source, frames, runs, warmup, rounds, threads, Path(workdir), log, temporary=False)
+    return _bench(model, source, frames, runs, warmup, rounds, threads, Path(workdir), log, temporary=False,
+                  engines=engines, allow_engine_host_code=allow_engine_host_code)
 
 
 def _bench(model, source, frames: int, runs: int, warmup: int, rounds: int, threads: int, work: Path,
-           log: Callable[[str], None], temporary: bool) -> tuple[list[measuring.Row], dict[str, Any]]:
+           log: Callable[[str], None], temporary: bool, engines: list[str | Path] = (),
+           allow_engine_host_code: bool = False) -> tuple[list[measuring.Row], dict[str, Any]]:
     import torch
 
     from novum.checkpoint import load_model
@@ -445,8 +521,10 @@ def _bench(model, source, frames: int, runs: int, warmup: int, rounds: int, thre
             except Exception as e:  # noqa: BLE001
                 files[("tensorrt", prec)] = f"failed: {measuring.short_error(e)}"
 
-    rows = measuring.measure(files, imgs, video, frames=frames, runs=runs, warmup=warmup, rounds=rounds,
-                             threads=threads, workdir=work, log=log)
+    entries = [(kind, prec, f) for (kind, prec), f in files.items()]
+    entries += [(backend_kind(p), "?", Path(p)) for p in engines]
+    rows = measuring.measure(entries, imgs, video, frames=frames, runs=runs, warmup=warmup, rounds=rounds,
+                             threads=threads, workdir=work, allow_engine_host_code=allow_engine_host_code, log=log)
     info = {"model": str(ckpt), "model_sha256": sha256_file(ckpt), "frames": what, "runs": runs, "rounds": rounds,
             "batch": 1, "threads": threads or "default", "machine": measuring.machine()}
     int8 = files.get(("onnxruntime", "int8"))

@@ -135,26 +135,29 @@ def _time_pipeline(backend, video: Path, n: int, work: Path) -> tuple[float, flo
     return s.fps, (sum(s.model_ms) / 1000 / s.seconds if s.seconds else 0.0)
 
 
-def measure(files: dict[tuple[str, str], Path | str], imgs: np.ndarray, video: Path, *, frames: int = 32,
+def measure(entries: list[tuple[str, str, Path | str]], imgs: np.ndarray, video: Path, *, frames: int = 32,
             runs: int = 50, warmup: int = 5, rounds: int = 3, threads: int = 0, workdir: Path,
-            log: Callable[[str], None] = print) -> list[Row]:
-    """One :class:`Row` per (backend, precision) of ``files``: a model file, or the reason there is
-    none (the row's status). Top-1 agreement is against the ``("torch", ...)`` row, measured first."""
+            allow_engine_host_code: bool = False, log: Callable[[str], None] = print) -> list[Row]:
+    """One :class:`Row` per (backend, precision, file) of ``entries``: a model file, or the reason there
+    is none (the row's status); a precision of "?" is read from the file. Top-1 agreement is against
+    the ``torch`` row, measured first. ``allow_engine_host_code``: for version-compatible engines."""
     rows: list[Row] = []
     ref = None
-    for (kind, prec), f in files.items():
+    for kind, prec, f in entries:
         row = Row(kind, prec)
         rows.append(row)
         if not isinstance(f, Path):
             row.status = f
             continue
         row.file = str(f)
-        row.size_mb = sum(p.stat().st_size for p in [f, *f.parent.glob(f.name + ".data")]) / 1e6
+        row.size_mb = sum(p.stat().st_size for p in [f, *f.parent.glob(f.name + ".data")]) / 1e6 if f.is_file() else None
         try:
             opts = {"device": "cpu"} if kind == "torch" else {}
-            with load(f, intra_op_threads=threads, threads=threads, **opts) as b:
-                row.device = b.device
-                top1 = np.concatenate([b.infer(imgs[i:i + 8])["scores"].argmax(1) for i in range(0, len(imgs), 8)])
+            with load(f, intra_op_threads=threads, threads=threads, allow_engine_host_code=allow_engine_host_code,
+                      **opts) as b:
+                row.device, row.precision = b.device, b.precision
+                step = min(8, b.max_batch or 8)   # an engine's profile may end below 8
+                top1 = np.concatenate([b.infer(imgs[i:i + step])["scores"].argmax(1) for i in range(0, len(imgs), step)])
                 if kind == "torch":
                     ref = top1
                 row.top1_agreement = float((top1 == ref).mean()) if ref is not None else None
@@ -171,8 +174,8 @@ def measure(files: dict[tuple[str, str], Path | str], imgs: np.ndarray, video: P
                     row.round_ratios.append(fps / m_fps)
             log(f"{kind} {prec}: p50 {row.p50_ms:.1f} ms, model {row.model_fps:.1f} FPS, pipeline {row.pipeline_fps:.1f} FPS")
         except Exception as e:  # noqa: BLE001 - one failing backend must not hide the others
-            row.status = f"failed: {short_error(e)}"
-            log(f"{kind} {prec}: {row.status}")
+            row.status = f"failed: {short_error(e, 240)}"
+            log(f"{kind} {row.precision}: {row.status}")
     return rows
 
 

@@ -72,6 +72,9 @@ def build_parser():
                     help="smooth the vote shares over time: moving average of the last N frames (off for images)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--every-frame", action="store_true", help="live sources: queue every frame instead of the newest")
+    p.add_argument("--allow-engine-host-code", action="store_true",
+                   help="load a version-compatible TensorRT engine: it embeds host code that TensorRT runs, so only for "
+                        "engines from a source you trust")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                           save=Path(args.save) if args.save else None, jsonl=Path(args.jsonl) if args.jsonl else None,
                           parts=args.parts, parts_alpha=args.parts_alpha, pose_every=args.pose_every,
                           max_frames=args.max_frames, server=args.server, smoothing=smoothing,
-                          capture=CaptureOptions(args.input_width, args.input_height, args.input_rate, args.input_flip))
+                          capture=CaptureOptions(args.input_width, args.input_height, args.input_rate, args.input_flip),
+                          allow_engine_host_code=args.allow_engine_host_code)
         written = [p for p in (summary.saved, summary.jsonl) if p is not None and p.is_file()]
         print(summary.line() + (f"; wrote {', '.join(map(str, written))}" if written else ""), file=sys.stderr)
         if summary.interrupted:
@@ -188,6 +192,11 @@ def bench_main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="inference threads (0 = each runtime's default)")
     p.add_argument("--workdir", help="where the exported files go and stay (default: a temporary folder, removed "
                                      "at the end)")
+    p.add_argument("--engines", nargs="+", metavar="FILE",
+                   help="engines (.engine/.plan) or .onnx files made elsewhere: measured as extra rows")
+    p.add_argument("--allow-engine-host-code", action="store_true",
+                   help="load version-compatible engines among --engines: they embed host code that TensorRT runs, "
+                        "so only for engines from a source you trust")
     p.add_argument("--out", help="write OUT.md and OUT.json (default: print the table only)")
     args = p.parse_args(argv)
 
@@ -197,8 +206,8 @@ def bench_main(argv: list[str] | None = None) -> int:
         from novum.runtime import bench as measuring
 
         rows, info = api.bench(args.model, args.source, frames=args.frames, runs=args.runs, warmup=args.warmup,
-                               rounds=args.rounds, threads=args.threads, workdir=args.workdir,
-                               log=lambda s: print(s, file=sys.stderr))
+                               rounds=args.rounds, threads=args.threads, workdir=args.workdir, engines=args.engines or (),
+                               allow_engine_host_code=args.allow_engine_host_code, log=lambda s: print(s, file=sys.stderr))
         print(measuring.table(rows))
         for n in measuring.notes(rows, info):
             print(f"- {n}")

@@ -44,7 +44,8 @@ def headless_note(ro: RunOptions) -> str:
 
 def run(source: str, model: str | Path | None, *, device: str = "auto", threads: int = 0, keep_all: bool = False,
         show: bool | None = None, pose_model: str | Path | None = None, quiet: bool = False,
-        server: str | None = None, capture: CaptureOptions | None = None, **opts: object) -> RunSummary:
+        server: str | None = None, capture: CaptureOptions | None = None, allow_engine_host_code: bool = False,
+        **opts: object) -> RunSummary:
     """Classify every frame of ``source`` with the model file ``model``; ``opts`` are :class:`RunOptions` fields.
 
     ``show``: see :func:`window_wanted`; without the window ``show=None`` would have liked, the run
@@ -52,7 +53,9 @@ def run(source: str, model: str | Path | None, *, device: str = "auto", threads:
     checkpoint of the pose refiner. ``server``: classify through a Triton server instead
     (``HOST:PORT``, ``grpc://HOST:PORT``); ``model`` is then the model's name there (None: its only
     model). ``capture``: the camera's size, rate and flip. Raises :class:`StreamError` (after
-    closing the outputs) when the source broke mid-way.
+    closing the outputs) when the source broke mid-way. ``allow_engine_host_code``: load a
+    version-compatible TensorRT engine, which embeds host code that TensorRT runs (the user's choice,
+    for engines from a source they trust).
     """
     ro = RunOptions(**opts)  # type: ignore[arg-type]
     ro.show = window_wanted(show)
@@ -63,7 +66,8 @@ def run(source: str, model: str | Path | None, *, device: str = "auto", threads:
         be = TritonBackend(server, model=str(model) if model else None)
         validate(be)
     else:
-        be = load(model, device=device, intra_op_threads=threads, threads=threads)
+        be = load(model, device=device, intra_op_threads=threads, threads=threads,
+                  allow_engine_host_code=allow_engine_host_code)
     try:
         src = open_source(source, keep_all=keep_all, capture=capture)
     except BaseException:

@@ -25,7 +25,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contracts", ("novum", "novum.errors", "novum.io", "novum.config", "novum.mesh", "novum.bundled",
                    "novum.cli_util", "novum.extras", "novum.opencv", "novum.contracts")),
-    ("core", ("novum.model", "novum.head", "novum.volumes", "novum.checkpoint", "novum.baseline", "novum.data",
+    ("core", ("novum.model", "novum.head", "novum.volumes", "novum.checkpoint", "novum.upstream_layout", "novum.baseline", "novum.data",
               "novum.training", "novum.pose", "novum.train")),
     ("runtime", ("novum.runtime",)),
     ("export", ("novum.export",)),

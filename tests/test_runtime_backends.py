@@ -145,9 +145,8 @@ def test_classification_imports_no_torch(tmp_path, monkeypatch):
         s = run({str(video)!r}, {str(small_onnx())!r}, show=False, quiet=True, jsonl=Path({str(tmp_path / 'o.jsonl')!r}),
                 save=Path({str(tmp_path / 'o.mp4')!r}))
         assert s.frames == 4, s.frames
-        from fakes import fake_pycuda, fake_tensorrt
-        from fakes.fake_pycuda import driver
-        sys.modules.update({{"tensorrt": fake_tensorrt, "pycuda": fake_pycuda, "pycuda.driver": driver}})
+        from fakes import install_modules
+        install_modules()
         e = load({str(engine)!r}).infer(np.zeros((2, {H}, {W}, 3), np.uint8))
         assert e["scores"].shape == (2, 12)
         print(json.dumps({{"torch": "torch" in sys.modules, "scores": out["scores"].shape}}))

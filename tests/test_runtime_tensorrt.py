@@ -125,7 +125,8 @@ def test_a_sidecar_that_hides_host_code_cannot_enable_it(monkeypatch, tmp_path, 
 def test_run_and_bench_take_the_host_code_opt_in(monkeypatch, tmp_path):
     """The opt-in on the CLIs: novum-run and novum-bench (its --engines rows)."""
     from fakes.runtime_assets import small_native
-    from novum.runtime import bench
+    from novum import api
+    from novum.runtime.cli import bench_main
     from novum.runtime.cli import main as run_main
 
     trt, drv = install(monkeypatch, JETPACK6)
@@ -138,13 +139,16 @@ def test_run_and_bench_take_the_host_code_opt_in(monkeypatch, tmp_path):
     assert run_main(args + ["--allow-engine-host-code"]) == 0
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 3
 
-    monkeypatch.setattr(bench, "_int8", lambda *a: "unavailable: not measured in this test")
+    def no_int8(*a, **kw):
+        raise RuntimeError("not measured in this test")
+
+    monkeypatch.setattr(api, "quantize_int8", no_int8)
     argv = ["--model", str(small_native()), "--source", str(video), "--frames", "3", "--runs", "2", "--warmup", "1",
             "--rounds", "1", "--threads", "1", "--engines", str(engine), "--out", str(tmp_path / "b")]
-    bench.main(argv)
+    bench_main(argv)
     rows = {r["file"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
     assert "allow-engine-host-code" in rows[str(engine)]["status"]
-    bench.main(argv + ["--allow-engine-host-code"])
+    bench_main(argv + ["--allow-engine-host-code"])
     rows = {r["file"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
     assert rows[str(engine)]["status"] == "ok" and rows[str(engine)]["top1_agreement"] == 1.0
     assert rows[str(engine)]["precision"] == "fp32"
