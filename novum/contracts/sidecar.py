@@ -15,6 +15,7 @@ from typing import Any
 from novum.config import CLASSES, INPUT_SIZE, MAX_CONFIG_JSON, MODEL_CONFIG
 from novum.contracts.schema import Bool, Either, Int, JsonText, List, Map, Nullable, Obj, SchemaError, Str, load_json_file
 from novum.errors import NovumError
+from novum.gpu import version_tuple
 from novum.io import atomic_write_text
 
 SIDECAR_VERSION = 1
@@ -156,13 +157,9 @@ def _version_ok(built: str, here: str, version_compatible: bool) -> bool:
 
 
 def _parse(v: str) -> tuple[int, ...]:
-    """"10.3.0.30" -> (10, 3, 0, 30); "10" -> (10, 0, 0); stops at the first non-number part."""
-    out = []
-    for p in str(v).split("."):
-        if not p.isdigit():
-            break
-        out.append(int(p))
-    return tuple(out) + (0,) * (3 - len(out)) if out else ()
+    """"10.3.0.30" -> (10, 3, 0, 30); "10" -> (10, 0, 0)."""
+    out = version_tuple(v)
+    return out + (0,) * (3 - len(out)) if out else ()
 
 
 def _cc(cc: tuple) -> str:
