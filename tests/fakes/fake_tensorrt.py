@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from novum.gpu import version_tuple as vtuple
+
 MAGIC = b"NOVUM-FAKE-TRT-PLAN\n"
 CACHE_MAGIC = "novum-fake-timing-cache"
 SURFACE: dict[str, Any] = json.loads(Path(__file__).with_name("trt_surface.json").read_text())
@@ -46,15 +48,6 @@ _NP_NAMES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": 
 _MODULE_ATTRS = {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BF16", "int8": "INT8", "int32": "INT32",
                  "int64": "INT64", "bool": "BOOL", "uint8": "UINT8", "fp8": "FP8", "int4": "INT4", "fp4": "FP4",
                  "e8m0": "E8M0"}
-
-
-def vtuple(v: str) -> tuple[int, ...]:
-    out = []
-    for p in str(v).split("."):
-        if not p.isdigit():
-            break
-        out.append(int(p))
-    return tuple(out)
 
 
 def _device() -> tuple[str, tuple[int, int]]:
