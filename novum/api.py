@@ -304,7 +304,8 @@ REBUILD_FLAGS = {
     "hardware_compatible": "--hardware-compatible", "features": "--features", "fp16_head": "--fp16-head",
     "opset": "--opset", "mesh_dir": "--mesh-dir", "force_imgsz": "--force-imgsz",
 }
-REBUILD_IGNORES = ("--engine", "--timing-cache", "--verify", "--verify-frames", "--verify-images")
+REBUILD_IGNORES = ("--engine", "--timing-cache", "--verify", "--verify-frames", "--verify-images", "--triton",
+                   "--triton-instances")
 
 
 def rebuild_command(values: dict[str, Any]) -> str:
