@@ -77,11 +77,7 @@ def test_engine_becomes_a_tensorrt_plan_model_on_the_gpu(native, tmp_path, monke
     """With (the fake) TensorRT and a GPU present: the plan on tensorrt_plan, every model on KIND_GPU."""
     from fakes import install
 
-    import novum.export.tensorrt as T
-
-    fake_trt, _ = install(monkeypatch)
-    monkeypatch.setattr(T, "gpu_info", lambda: ("NVIDIA Fake Orin", (8, 7)))
-    monkeypatch.setattr(T, "import_tensorrt", lambda: fake_trt)
+    install(monkeypatch)   # the fake tensorrt, pycuda and CUDA driver (a GPU, found as novum.gpu finds one)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out, repo = tmp_path / "e", tmp_path / "repo"
     assert export_main(["--checkpoint", str(native), "--output-dir", str(out), "--fp16", "--batch", "2",
