@@ -226,6 +226,7 @@ def test_rebuild_command_repeats_every_engine_flag(trt, native_small, tmp_path, 
         return copy_onnx(src, dst)
 
     monkeypatch.setattr(api, "quantize_int8", fake_int8)
+    monkeypatch.setattr(api, "engine_unavailable_reason", lambda: None)   # this test is about the command only
     out = tmp_path / "e"
     argv = ["--checkpoint", str(native_small), "--output-dir", str(out), "--name", "m", "--fp16", "--int8",
             "--calib", str(tmp_path), "--calib-method", "minmax", "--calib-samples", "16", "--calib-seed", "3",
