@@ -256,6 +256,41 @@ def test_rebuild_command_covers_every_option_of_the_parser():
     assert {f for o in options for f in o} >= known
 
 
+def _changed(action) -> object:
+    """A value for ``action`` that differs from its default (and survives shell quoting)."""
+    if action.nargs == 0:
+        return True
+    if action.choices:
+        return [c for c in action.choices if c != action.default][-1]
+    if action.nargs == 2:
+        return [72, 88]
+    if action.type is int:
+        return (action.default or 0) + 3
+    if action.type is float:
+        return (action.default or 0) + 0.25
+    return f"some dir/{action.dest}"
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "onnx"])
+def test_rebuild_command_round_trips_every_option(source):
+    """Defect 8, option by option: each option the rebuild command repeats, set to a value other than
+    its default, comes back unchanged when novum-export parses the command."""
+    from novum.api import REBUILD_FLAGS, REBUILD_IGNORES, rebuild_command
+    from novum.export.cli import parser
+
+    key_of = {flag: key for key, flag in REBUILD_FLAGS.items()}
+    other = "--onnx" if source == "checkpoint" else "--checkpoint"
+    shaping = [a for a in parser()._actions if a.dest != "help" and not set(a.option_strings) & {*REBUILD_IGNORES, other}]
+    missing = [a.option_strings[0] for a in shaping if not set(a.option_strings) & set(key_of)]
+    assert missing == []
+    values = {a.dest: _changed(a) for a in shaping}
+    again = _parse_export_args(rebuild_command(
+        {key_of[next(f for f in a.option_strings if f in key_of)]: values[a.dest] for a in shaping}))
+    for a in shaping:
+        assert values[a.dest] != a.default and getattr(again, a.dest) == values[a.dest], a.option_strings[0]
+    assert again.engine is True
+
+
 def test_engine_from_onnx_with_torch_hidden(onnx_pair, tmp_path):
     """Defect 3: an engine builds from an existing .onnx (and runs) with torch unimportable."""
     tests = Path(__file__).parent
