@@ -14,8 +14,8 @@ def _extra(name: str) -> list[Requirement]:
     return [Requirement(r) for r in data["project"]["optional-dependencies"][name]]
 
 
-def _installs(reqs: list[Requirement], machine: str) -> dict[str, Requirement]:
-    env = {"platform_machine": machine, "sys_platform": "linux", "python_version": "3.11"}
+def _installs(reqs: list[Requirement], machine: str, system: str = "linux") -> dict[str, Requirement]:
+    env = {"platform_machine": machine, "sys_platform": system, "python_version": "3.11"}
     return {r.name: r for r in reqs if r.marker is None or r.marker.evaluate(env)}
 
 
@@ -27,6 +27,7 @@ def test_trt_extra_takes_cuda12_wheels_on_desktops_and_none_on_jetson():
     cu12 = x86["tensorrt-cu12"]
     assert cu12.specifier.contains("10.3.0") and cu12.specifier.contains("11.4.0.106")
     assert not cu12.specifier.contains("10.2.0") and not cu12.specifier.contains("12.0.0")
+    assert set(_installs(_extra("trt"), "AMD64", "win32")) == set(x86)   # Windows names x86_64 "AMD64"
     jetson = _installs(_extra("trt"), "aarch64")
     assert not any(n.startswith("tensorrt") for n in jetson) and "pycuda" in jetson
 

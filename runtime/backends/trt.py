@@ -195,4 +195,6 @@ class TensorRTBackend(Backend):
             self.context = None
             self.engine = None
             self.runtime = None
-        self.cuda_context = None   # pycuda releases the retained primary context
+        # pycuda releases the retained primary context when this object is collected on the thread that
+        # retained it; collected on another thread, it skips the release (one retain count stays until exit)
+        self.cuda_context = None
