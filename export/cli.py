@@ -121,7 +121,7 @@ def _from_onnx(args: argparse.Namespace) -> int:
 
     defaults = parser().parse_args([])
     fixed = [f"--{k.replace('_', '-')}" for k in ("fp16", "int8", "calib", "imgsz", "features", "fp16_head", "opset",
-                                                  "mesh_dir", "verify", "verify_images", "triton")
+                                                  "mesh_dir", "verify", "verify_images", "triton", "force_imgsz")
              if getattr(args, k) != getattr(defaults, k)]
     if fixed:
         raise InputError(f"--onnx builds the engine of an existing ONNX file; {', '.join(fixed)} shape the ONNX file "

@@ -231,7 +231,7 @@ def test_rebuild_command_repeats_every_engine_flag(trt, native_small, tmp_path, 
     argv = ["--checkpoint", str(native_small), "--output-dir", str(out), "--name", "m", "--fp16", "--int8",
             "--calib", str(tmp_path), "--calib-method", "minmax", "--calib-samples", "16", "--calib-seed", "3",
             "--calib-holdout", "20", "--int8-threshold", "0.5", "--int8-fallback", "2", "--allow-degraded",
-            "--batch", "2", "--imgsz", "64", "80", "--workspace", "1.5", "--strict-fp32", "--version-compatible",
+            "--batch", "2", "--imgsz", "64", "80", "--force-imgsz", "--workspace", "1.5", "--strict-fp32", "--version-compatible",
             "--hardware-compatible", "ampere_plus", "--features", "--fp16-head", "fp32", "--opset", "17"]
     assert main(argv) == 0
     given = parser().parse_args(argv)

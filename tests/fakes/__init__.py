@@ -7,6 +7,7 @@ names; :func:`install_modules` does the same without pytest (for subprocesses).
 """
 from __future__ import annotations
 
+import inspect
 import sys
 from types import ModuleType
 
@@ -29,6 +30,11 @@ def install(monkeypatch, version: str = DEFAULT_VERSION, libcuda=None) -> tuple[
     from fakes.fake_libcuda import FakeLibcuda
 
     mods = _modules(version)
+    # inspect.getmodule remembers each sys.modules name's file; left holding the fakes' files for
+    # 'tensorrt', a later getmodule (torch runs one when torch.onnx is first imported) fails on the
+    # file-less namespace package that tensorrt-stubs leaves under that name. Forget them afterwards.
+    monkeypatch.setattr(inspect, "_filesbymodname", dict(inspect._filesbymodname))
+    monkeypatch.setattr(inspect, "modulesbyfile", dict(inspect.modulesbyfile))
     for name, mod in mods.items():
         monkeypatch.setitem(sys.modules, name, mod)
     monkeypatch.delitem(sys.modules, "pycuda.autoprimaryctx", raising=False)  # re-import = context activation
