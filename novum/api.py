@@ -163,7 +163,8 @@ def _export(checkpoint, out: Path, *, fp16, int8, batch, imgsz, engine, workspac
         "workspace": workspace, "strict_fp32": strict_fp32, "version_compatible": version_compatible,
         "hardware_compatible": hardware_compatible, "features": features, "opset": opset, "mesh_dir": mesh_dir,
         "force_imgsz": force_imgsz and tuple(cfg.input_size) != tuple(cfg.trained_size),
-        **({"fp16_head": fp16_head} if fp16 else {}), **((int8_options or {}) if int8 else {})})
+        **({"fp16_head": fp16_head} if fp16 else {}), **((int8_options or {}) if int8 else {}),
+        "int8_target": _int8_target_choice((int8_options or {}).get("targets")) if int8 else None})
     _engines(res, out, stem, engine, batch, workspace, strict_fp32, version_compatible, hardware_compatible,
              timing_cache, rebuild, log)
     if triton is not None:
@@ -302,10 +303,18 @@ REBUILD_FLAGS = {
     "allow_degraded": "--allow-degraded", "batch": "--batch", "imgsz": "--imgsz", "workspace": "--workspace",
     "strict_fp32": "--strict-fp32", "version_compatible": "--version-compatible",
     "hardware_compatible": "--hardware-compatible", "features": "--features", "fp16_head": "--fp16-head",
-    "opset": "--opset", "mesh_dir": "--mesh-dir", "force_imgsz": "--force-imgsz",
+    "opset": "--opset", "mesh_dir": "--mesh-dir", "force_imgsz": "--force-imgsz", "int8_target": "--int8-target",
 }
 REBUILD_IGNORES = ("--engine", "--timing-cache", "--verify", "--verify-frames", "--verify-images", "--triton",
-                   "--triton-instances")
+                   "--triton-instances", "--int8-speed-rounds")
+
+
+def _int8_target_choice(targets) -> str | None:
+    """novum-export's --int8-target value for quantize_targets' ``targets`` (None: the default)."""
+    if not targets:
+        return None
+    t = tuple(dict.fromkeys(targets))
+    return "both" if set(t) == {ONNXRUNTIME, TENSORRT} else t[0]
 
 
 def rebuild_command(values: dict[str, Any]) -> str:

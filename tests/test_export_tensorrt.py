@@ -220,26 +220,31 @@ def test_rebuild_command_repeats_every_engine_flag(trt, native_small, tmp_path, 
     calls = {}
 
     def fake_int8(src, dst, **kw):   # the calibration itself is tested elsewhere: only the options matter
-        calls.update(kw)
+        from types import SimpleNamespace
+
         from novum.contracts.onnx_file import copy_onnx
 
-        return copy_onnx(src, dst)
+        calls.update(kw)
+        dst = Path(dst)
+        return {t: SimpleNamespace(path=copy_onnx(src, dst.with_name(dst.stem + suffix + ".onnx")))
+                for t, suffix in (("onnxruntime", ""), ("tensorrt", "_trt")) if t in kw["targets"]}
 
-    monkeypatch.setattr(api, "quantize_int8", fake_int8)
+    monkeypatch.setattr(api, "quantize_targets", fake_int8)
     monkeypatch.setattr(api, "engine_unavailable_reason", lambda: None)   # this test is about the command only
     out = tmp_path / "e"
     argv = ["--checkpoint", str(native_small), "--output-dir", str(out), "--name", "m", "--fp16", "--int8",
             "--calib", str(tmp_path), "--calib-method", "minmax", "--calib-samples", "16", "--calib-seed", "3",
             "--calib-holdout", "20", "--int8-threshold", "0.5", "--int8-fallback", "2", "--allow-degraded",
             "--batch", "2", "--imgsz", "64", "80", "--force-imgsz", "--workspace", "1.5", "--strict-fp32", "--version-compatible",
-            "--hardware-compatible", "ampere_plus", "--features", "--fp16-head", "fp32", "--opset", "17"]
+            "--hardware-compatible", "ampere_plus", "--features", "--fp16-head", "fp32", "--opset", "17",
+            "--int8-target", "tensorrt", "--int8-speed-rounds", "0"]
     assert main(argv) == 0
     given = parser().parse_args(argv)
     for engine in ("m_fp16.engine", "m_int8.engine"):
         side = json.loads(sidecar_path(out / engine).read_text())
         again = _parse_export_args(side["rebuild_command"])
         differ = {k: (getattr(given, k), getattr(again, k)) for k in vars(given)
-                  if k not in ("engine", "timing_cache") and getattr(given, k) != getattr(again, k)}
+                  if k not in ("engine", "timing_cache", "int8_speed_rounds") and getattr(given, k) != getattr(again, k)}
         assert differ == {}, differ
         assert again.engine is True
 
