@@ -37,7 +37,7 @@ ENGINES = {  # engine name -> (ONNX precision, strict fp32)
     "fp32_strict": ("fp32", True),
     "fp32": ("fp32", False),
     "fp16": ("fp16", False),
-    "int8": ("int8", False),
+    "int8": ("int8_trt", False),   # the TensorRT int8 graph (novum-export --int8 writes one per target)
 }
 
 

@@ -28,12 +28,18 @@ def _run_against_fake(monkeypatch, tmp_path, models: list[str]) -> tuple[int, di
     install(monkeypatch, JETPACK6)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     out = tmp_path / "acc"
-    real = api.quantize_int8
+    real = api.quantize_targets
 
-    def int8(src, dst, **kw):   # novum-bench's own int8 row: the file the run made already (tested elsewhere)
-        return copy_onnx(out / "demo" / "demo_int8.onnx", dst) if "bench" in str(dst) else real(src, dst, **kw)
+    def int8(src, dst, **kw):   # novum-bench's own int8 rows: the files the run made already (tested elsewhere)
+        if "bench" not in str(dst):
+            return real(src, dst, **kw)
+        from types import SimpleNamespace
 
-    monkeypatch.setattr(api, "quantize_int8", int8)
+        dst = Path(dst)
+        return {t: SimpleNamespace(path=copy_onnx(out / "demo" / f"demo_int8{sfx}.onnx", dst.with_name(dst.stem + sfx + ".onnx")))
+                for t, sfx in (("onnxruntime", ""), ("tensorrt", "_trt"))}
+
+    monkeypatch.setattr(api, "quantize_targets", int8)
     test = "tests/test_runtime_tensorrt.py::test_real_engine_matches_onnxruntime"
     rc = _script().main(["--out", str(out), "--models", *models, "--upstream-imgsz", "128", "160", "--frames", "4",
                          "--calib-samples", "16", "--calib-holdout", "20", "--runs", "3", "--warmup", "1", "--rounds", "1",

@@ -142,7 +142,7 @@ def test_run_and_bench_take_the_host_code_opt_in(monkeypatch, tmp_path):
     def no_int8(*a, **kw):
         raise RuntimeError("not measured in this test")
 
-    monkeypatch.setattr(api, "quantize_int8", no_int8)
+    monkeypatch.setattr(api, "quantize_targets", no_int8)
     argv = ["--model", str(small_native()), "--source", str(video), "--frames", "3", "--runs", "2", "--warmup", "1",
             "--rounds", "1", "--threads", "1", "--engines", str(engine), "--out", str(tmp_path / "b")]
     bench_main(argv)
