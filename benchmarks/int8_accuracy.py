@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="native checkpoint (default: the bundled demo model)")
     p.add_argument("--calib", default="demo", help="calibration data (default: demo = synthetic train frames)")
     p.add_argument("--samples", type=int, default=64, help="calibration frames (default 64)")
-    p.add_argument("--methods", nargs="+", default=["percentile"], help="calibration methods to compare")
+    p.add_argument("--methods", nargs="+", default=["minmax", "percentile"], help="calibration methods to compare")
     p.add_argument("--targets", nargs="+", default=["onnxruntime", "tensorrt"])
     p.add_argument("--fallback", type=int, default=0, help="--int8-fallback N (keep up to N sensitive convs fp32)")
     p.add_argument("--per-class", type=int, default=20, help="test frames per class and split (default 20)")

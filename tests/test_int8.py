@@ -226,7 +226,7 @@ def test_metadata_records_target_recipe_and_calibration(int8):
 
     for target, r in int8.items():
         meta = read_metadata(r.path)
-        assert meta["precision"] == "int8" and meta["int8_target"] == target and meta["calib_method"] == "percentile"
+        assert meta["precision"] == "int8" and meta["int8_target"] == target and meta["calib_method"] == "minmax"
         assert meta["int8_activations"] == ("uint8" if target == ONNXRUNTIME else "int8")
         assert meta["int8_weight_bits"] == ("7" if target == ONNXRUNTIME else "8")
         assert json.loads(meta["calib_samples"]) == r.calib.names and len(r.calib.names) == 8
