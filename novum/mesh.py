@@ -164,7 +164,10 @@ def mesh_with_count(extents, n: int) -> tuple[np.ndarray, np.ndarray]:
         a, b, c = grid_size(x1 - x0, y1 - y0, z1 - z0, nv)
         if 2 * (a * b + a * c + b * c) == n:
             return cuboid_mesh(extents, nv)
-    raise ValueError(f"no mesh density gives {n} vertices for cuboid {extents}")
+    # n comes from a config in a file (n_list): a value no cuboid mesh has is that file's error
+    box = ", ".join(f"{float(v):g}" for v in extents)
+    raise InputError(f"no cuboid mesh of ({box}) has {n} vertices: the model config's n_list does not match its "
+                     f"extents; re-export or re-save the model (or re-generate the dataset)")
 
 
 def mesh_extents(verts: np.ndarray) -> tuple[float, ...]:

@@ -355,6 +355,25 @@ def test_dataset_meta_schema_refuses(tmp_path, change, words):
     one_line(e, "novum_dataset.json", *words, "novum-data")
 
 
+def test_dataset_n_list_that_no_mesh_has(tmp_path):
+    """Fuzz find (slow run, novum_dataset.json case 331: n_list[0] swapped with count = 2): a vertex
+    count that no cuboid mesh of the class has ended in a ValueError traceback on the first sample."""
+    from novum.data.pascal3d import Pascal3DDataset
+
+    meta = copy.deepcopy(T.seed_dataset_meta())
+    meta["model_config"]["n_list"][0] = 2
+    root = T.tiny_dataset()
+    path = root / "novum_dataset.json"
+    keep = path.read_bytes()
+    try:
+        path.write_text(json.dumps(meta))
+        with pytest.raises(InputError) as e:
+            Pascal3DDataset(root)[0]
+        one_line(e, "has 2 vertices", "n_list does not match its extents")
+    finally:
+        path.write_bytes(keep)
+
+
 def test_dataset_image_list_holds_names_only(tmp_path):
     from novum.data.pascal3d import list_files
 
