@@ -119,7 +119,7 @@ def quantize_targets(fp32_onnx: str | Path, out_path: str | Path, *, targets: tu
         raise InputError(f"{fp32_onnx}: is a {meta['precision']} model; quantize the fp32 export")
     if int(meta.get("opset", 17)) > MAX_OPSET:
         raise InputError(f"{fp32_onnx}: opset {meta['opset']} is above {MAX_OPSET}, which ONNX Runtime INT8 "
-                         f"quantization supports; re-export with --opset 17")
+                         f"quantization supports; re-export with --opset 18")
     paths = dict(paths or {})
     for t in targets:
         paths.setdefault(t, out_path if t == ONNXRUNTIME else sibling(out_path, t))

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from novum.cli_util import run_cli
-from novum.contracts.onnx_file import DEFAULT_MAX_BATCH, OPSET
+from novum.contracts.onnx_file import DEFAULT_EXPORTER, DEFAULT_MAX_BATCH, EXPORTERS, OPSET
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,7 +66,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--features", action="store_true", help="extra output 'features' [B,D,h,w] for the pose refiner")
     p.add_argument("--fp16-head", choices=("fp16", "fp32"), default="fp16",
                    help="precision of the matching GEMMs in the fp16 graph (default fp16)")
-    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}; <= 20 for int8)")
+    p.add_argument("--exporter", choices=EXPORTERS, default=DEFAULT_EXPORTER,
+                   help="torch's ONNX exporter: dynamo (default, torch.export) or torchscript (deprecated by torch; "
+                        "the graph novum wrote before, opset 17)")
+    p.add_argument("--opset", type=int, help=f"ONNX opset (default {OPSET} with dynamo, 17 with torchscript; "
+                                             f"<= 20 for int8)")
     p.add_argument("--triton", metavar="DIR", help="also write a Triton Inference Server model repository into DIR: "
                                                    "each ONNX file on onnxruntime_onnx, each engine on tensorrt_plan, "
                                                    "max_batch_size = --batch, dynamic batching, labels on 'scores'")
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                      imgsz=tuple(args.imgsz) if args.imgsz else None, engine=args.engine, workspace=args.workspace,
                      verify=args.verify, features=args.features, strict_fp32=args.strict_fp32,
                      version_compatible=args.version_compatible, hardware_compatible=args.hardware_compatible,
-                     timing_cache=args.timing_cache, name=args.name, opset=args.opset, fp16_head=args.fp16_head,
+                     timing_cache=args.timing_cache, name=args.name, opset=args.opset, exporter=args.exporter,
+                     fp16_head=args.fp16_head,
                      verify_frames=args.verify_frames, verify_images=args.verify_images, mesh_dir=args.mesh_dir,
                      int8_options=int8_options, triton=args.triton, triton_instances=args.triton_instances,
                      force_imgsz=args.force_imgsz)

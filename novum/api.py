@@ -38,7 +38,7 @@ from novum.calibration.quantize import quantize_targets
 from novum.contracts.cache import cache_dir
 from novum.contracts.framing import Framer
 from novum.contracts.int8 import ONNXRUNTIME, TENSORRT
-from novum.contracts.onnx_file import DEFAULT_MAX_BATCH, OPSET
+from novum.contracts.onnx_file import DEFAULT_EXPORTER, DEFAULT_MAX_BATCH, OPSET
 from novum.errors import InputError, NovumError
 from novum.export.fp16 import convert_fp16
 from novum.export.frames import load_frames, render_frames
@@ -78,11 +78,12 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
            int8: bool = False, batch: int = DEFAULT_MAX_BATCH, imgsz: tuple[int, int] | None = None,
            engine: bool | None = None, workspace: float = 4.0, verify: bool = False, features: bool = False,
            strict_fp32: bool = False, version_compatible: bool = False, hardware_compatible: str | None = None,
-           timing_cache: str | Path | None = None, name: str | None = None, opset: int = OPSET,
+           timing_cache: str | Path | None = None, name: str | None = None, opset: int | None = None,
            fp16_head: str = "fp16", verify_frames: int = 8, verify_images: str | Path | None = None,
            mesh_dir: str | Path | None = None, log: Callable[[str], None] = print,
            int8_options: dict[str, Any] | None = None, triton: str | Path | None = None,
-           triton_instances: int = 1, force_imgsz: bool = False) -> ExportResult:
+           triton_instances: int = 1, force_imgsz: bool = False,
+           exporter: str = DEFAULT_EXPORTER) -> ExportResult:
     """Export a checkpoint (native ``.safetensors`` or upstream ``.pth``; default: the demo model).
 
     ``engine=None`` builds TensorRT engines when TensorRT and a GPU are present, else says why not.
@@ -90,10 +91,14 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
     ...; ``speed_rounds``: rounds of the int8 vs fp32 timing on this CPU, 0 = none). ``int8`` writes one
     graph per target (``<stem>_int8.onnx`` for ONNX Runtime, ``<stem>_int8_trt.onnx`` for TensorRT,
     ``novum.contracts.int8``); the int8 engine is built from the TensorRT one.
+    ``exporter``: ``dynamo`` (default) or ``torchscript``; ``opset`` defaults to the exporter's.
     ``triton``: also write a Triton model repository there (:mod:`novum.export.triton`).
     ``imgsz`` other than the trained size needs ``force_imgsz`` (see the module docstring).
     """
     require("torch", "exporting a checkpoint")
+    from novum.export.onnx import resolve_opset   # torch
+
+    resolve_opset(exporter, opset)   # a bad --exporter / --opset fails before the model loads
     if batch < 1:
         raise InputError(f"--batch must be >= 1, got {batch}")
     if triton_instances < 1:
@@ -107,7 +112,7 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
                        timing_cache=timing_cache, name=name, opset=opset, fp16_head=fp16_head,
                        verify_frames=verify_frames, verify_images=verify_images, mesh_dir=mesh_dir, log=log,
                        int8_options=int8_options, triton=triton, triton_instances=triton_instances,
-                       force_imgsz=force_imgsz)
+                       force_imgsz=force_imgsz, exporter=exporter)
     except BaseException:
         for d in created:            # deepest first: only folders this export made and left empty
             try:
@@ -119,8 +124,9 @@ def export(checkpoint: str | Path | None = None, output_dir: str | Path = "expor
 
 def _export(checkpoint, out: Path, *, fp16, int8, batch, imgsz, engine, workspace, verify, features, strict_fp32,
             version_compatible, hardware_compatible, timing_cache, name, opset, fp16_head, verify_frames,
-            verify_images, mesh_dir, log, int8_options, triton, triton_instances, force_imgsz) -> ExportResult:
-    from novum.export.onnx import export_onnx   # torch
+            verify_images, mesh_dir, log, int8_options, triton, triton_instances, force_imgsz,
+            exporter) -> ExportResult:
+    from novum.export.onnx import export_onnx, resolve_opset   # torch
 
     res = ExportResult()
     _check_writable(out)
@@ -141,8 +147,9 @@ def _export(checkpoint, out: Path, *, fp16, int8, batch, imgsz, engine, workspac
 
     t = _step(res, "onnx_fp32")
     res.onnx["fp32"] = export_onnx(model, out / f"{stem}.onnx", features=features, max_batch=batch, opset=opset,
-                                   source_sha256=res.source_sha256)
-    log(f"wrote {res.onnx['fp32']} (fp32, opset {opset}) in {_done(res, 'onnx_fp32', t):.1f}s")
+                                   source_sha256=res.source_sha256, exporter=exporter)
+    log(f"wrote {res.onnx['fp32']} (fp32, {exporter} exporter, opset {resolve_opset(exporter, opset)}) "
+        f"in {_done(res, 'onnx_fp32', t):.1f}s")
     if fp16:
         t = _step(res, "onnx_fp16")
         res.onnx["fp16"] = convert_fp16(res.onnx["fp32"], out / f"{stem}_fp16.onnx", head=fp16_head)
@@ -161,7 +168,8 @@ def _export(checkpoint, out: Path, *, fp16, int8, batch, imgsz, engine, workspac
     rebuild = rebuild_command({
         "checkpoint": src, "output_dir": out, "name": name, "fp16": fp16, "int8": int8, "batch": batch, "imgsz": imgsz,
         "workspace": workspace, "strict_fp32": strict_fp32, "version_compatible": version_compatible,
-        "hardware_compatible": hardware_compatible, "features": features, "opset": opset, "mesh_dir": mesh_dir,
+        "hardware_compatible": hardware_compatible, "features": features, "opset": opset,
+        "exporter": exporter if exporter != DEFAULT_EXPORTER else None, "mesh_dir": mesh_dir,
         "force_imgsz": force_imgsz and tuple(cfg.input_size) != tuple(cfg.trained_size),
         **({"fp16_head": fp16_head} if fp16 else {}), **((int8_options or {}) if int8 else {}),
         "int8_target": _int8_target_choice((int8_options or {}).get("targets")) if int8 else None})
@@ -303,7 +311,8 @@ REBUILD_FLAGS = {
     "allow_degraded": "--allow-degraded", "batch": "--batch", "imgsz": "--imgsz", "workspace": "--workspace",
     "strict_fp32": "--strict-fp32", "version_compatible": "--version-compatible",
     "hardware_compatible": "--hardware-compatible", "features": "--features", "fp16_head": "--fp16-head",
-    "opset": "--opset", "mesh_dir": "--mesh-dir", "force_imgsz": "--force-imgsz", "int8_target": "--int8-target",
+    "opset": "--opset", "exporter": "--exporter", "mesh_dir": "--mesh-dir", "force_imgsz": "--force-imgsz",
+    "int8_target": "--int8-target",
 }
 REBUILD_IGNORES = ("--engine", "--timing-cache", "--verify", "--verify-frames", "--verify-images", "--triton",
                    "--triton-instances", "--int8-speed-rounds")

@@ -11,21 +11,24 @@ import pytest
 import torch
 
 from factories import make_small_model, structured_frames
-from novum.contracts.onnx_file import OPSET, read_metadata
+from novum.contracts.onnx_file import EXPORTERS, read_metadata
 from novum.export.fp16 import convert_fp16
 from novum.export.frames import render_frames
-from novum.export.onnx import export_onnx
+from novum.export.onnx import DEFAULT_OPSETS, export_onnx, shape_from_cast
+from novum.export.trt_ops import unsupported_nodes
 from novum.export.verify import TOLERANCES, compare, verify
 from novum.io import sha256_file
 from novum.runtime.backends.ort import run_onnx
 
 
-@pytest.fixture(scope="session")
-def small_exports(small_model, tmp_path_factory):
-    d = tmp_path_factory.mktemp("export_small")
-    fp32 = export_onnx(small_model, d / "small.onnx", features=True, max_batch=4, source_sha256="ab" * 32)
+@pytest.fixture(scope="session", params=EXPORTERS)
+def small_exports(request, small_model, tmp_path_factory):
+    """fp32 and fp16 exports of the small model, by each exporter (dynamo, the default; torchscript)."""
+    d = tmp_path_factory.mktemp(f"export_small_{request.param}")
+    fp32 = export_onnx(small_model, d / "small.onnx", features=True, max_batch=4, source_sha256="ab" * 32,
+                       exporter=request.param)
     fp16 = convert_fp16(fp32, d / "small_fp16.onnx")
-    return {"fp32": fp32, "fp16": fp16}
+    return {"fp32": fp32, "fp16": fp16, "exporter": request.param}
 
 
 @pytest.fixture(scope="session")
@@ -74,10 +77,13 @@ def test_declared_shapes_dynamic_batch_static_hw(small_exports):
 
 
 def test_metadata_round_trip(small_model, small_exports):
-    for prec, path in small_exports.items():
+    exporter = small_exports["exporter"]
+    opset = DEFAULT_OPSETS[exporter]
+    for prec in ("fp32", "fp16"):
+        path = small_exports[prec]
         meta = read_metadata(path)
         assert dataclasses.replace(meta["config"], framing=None) == small_model.config   # + the measured framing
-        assert meta["precision"] == prec and meta["opset"] == OPSET
+        assert meta["precision"] == prec and meta["opset"] == opset and meta["exporter"] == exporter
         assert meta["classes"] == list(small_model.classes)
         assert meta["input_format"] == "uint8 NHWC BGR" and meta["input_size"] == [128, 160]
         assert meta["n_list"] == list(small_model.config.n_list) and meta["max_n"] == small_model.config.max_n
@@ -85,7 +91,7 @@ def test_metadata_round_trip(small_model, small_exports):
         assert meta["source_sha256"] == "ab" * 32 and meta["novum_version"]
         proto = onnx.load(str(path))
         assert [o.name for o in proto.graph.output] == meta["outputs"]
-        assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == OPSET
+        assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == opset
         inp = proto.graph.input[0]
         assert inp.name == "images" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
         dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
@@ -94,7 +100,8 @@ def test_metadata_round_trip(small_model, small_exports):
         assert {n.op_type for n in proto.graph.node if "images" in n.input} == {"Cast"}
 
 
-def test_head_never_materialises_full_matrix(small_model, tmp_path):
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_head_never_materialises_full_matrix(small_model, tmp_path, exporter):
     """Every similarity tensor of the exported head has at most max_n rows; the dense one has C*max_n."""
     cfg = small_model.config
 
@@ -103,8 +110,8 @@ def test_head_never_materialises_full_matrix(small_model, tmp_path):
         shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in g.value_info}
         return [shapes[n.output[0]][-2] for n in g.node if n.op_type == "MatMul"]
 
-    blocks = matmul_rows(export_onnx(small_model, tmp_path / "b.onnx"))
-    dense = matmul_rows(export_onnx(small_model, tmp_path / "d.onnx", dense_head=True))
+    blocks = matmul_rows(export_onnx(small_model, tmp_path / "b.onnx", exporter=exporter))
+    dense = matmul_rows(export_onnx(small_model, tmp_path / "d.onnx", dense_head=True, exporter=exporter))
     assert blocks == [cfg.max_n] * cfg.num_classes
     assert dense == [cfg.num_vertex_rows]
 
@@ -221,12 +228,35 @@ def test_vertex_check_accepts_ties_between_duplicate_rows_only():
 
 
 @pytest.mark.slow
-def test_upstream_size_export_parity(upstream_model, tmp_path):
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_upstream_size_export_parity(upstream_model, tmp_path, exporter):
     """The README's export table at full size: the upstream-layout model (ResNet-50 resnetext,
     640x800) exported to ONNX fp32 and fp16 and verified against torch on rendered frames."""
-    fp32 = export_onnx(upstream_model, tmp_path / "upstream.onnx", max_batch=2)
+    fp32 = export_onnx(upstream_model, tmp_path / "upstream.onnx", max_batch=2, exporter=exporter)
     fp16 = convert_fp16(fp32, tmp_path / "upstream_fp16.onnx")
     rep = verify(upstream_model, [fp32, fp16], n_frames=2)
     assert rep.ok, rep.table()
     scores = {t.precision: next(c for c in t.checks if c.output == "scores") for t in rep.targets}
     assert scores["fp32"].max_abs <= 1e-5 and scores["fp16"].agreement == 1.0
+
+
+def test_graphs_use_only_what_tensorrt_parses(small_exports):
+    """fp32 and fp16 graphs of both exporters: every op, input type and restriction in TensorRT
+    10.x's ONNX operator table (novum.export.trt_ops; INT8: tests/test_int8.py)."""
+    for prec in ("fp32", "fp16"):
+        assert unsupported_nodes(onnx.load(str(small_exports[prec]))) == [], (small_exports["exporter"], prec)
+
+
+def test_a_shape_read_from_the_uint8_input_moves_after_its_cast(small_exports):
+    """What export_onnx does to the dynamo graph: TensorRT refuses a Shape on the uint8 input."""
+    proto = onnx.load(str(small_exports["fp32"]))
+    cast = next(n for n in proto.graph.node if n.op_type == "Cast" and n.input[0] == "images")
+    proto.graph.node.insert(0, onnx.helper.make_node("Shape", ["images"], ["images_shape"], name="uint8_shape"))
+    proto.graph.node.append(onnx.helper.make_node("Identity", ["images_shape"], ["shape_copy"], name="use"))
+    problems = unsupported_nodes(proto)
+    assert len(problems) == 1 and problems[0].startswith("uint8_shape (Shape): input type UINT8"), problems
+    shape_from_cast(proto)
+    assert unsupported_nodes(proto) == []
+    nodes = list(proto.graph.node)
+    shape = next(n for n in nodes if n.name == "uint8_shape")
+    assert shape.input[0] == cast.output[0] and nodes.index(shape) == nodes.index(cast) + 1

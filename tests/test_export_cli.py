@@ -97,8 +97,10 @@ def test_external_data_files_are_handled(small_model, tmp_path):
     single = export_onnx(small_model, tmp_path / "single.onnx")
     proto = onnx.load(str(single))
     ext = tmp_path / "ext.onnx"
+    # as save_onnx writes a model above 2 GB: onnx's default threshold keeps small tensors inline (ONNX
+    # Runtime cannot read an external Slice start/end while it infers shapes; the dynamo graph has them)
     onnx.save_model(proto, str(ext), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="ext.onnx.data", size_threshold=0)
+                    location="ext.onnx.data")
     assert [p.name for p in onnx_files(ext)] == ["ext.onnx", "ext.onnx.data"]
     assert [p.name for p in onnx_files(single)] == ["single.onnx"]
     copied = copy_onnx(ext, tmp_path / "sub" / "ext.onnx")
@@ -149,6 +151,23 @@ def test_unwritable_output_dir(native_ckpt, tmp_path, capsys):
 def test_bad_imgsz(native_ckpt, tmp_path, capsys):
     assert main(["--checkpoint", str(native_ckpt), "--output-dir", str(tmp_path), "--imgsz", "100", "160"]) == 2
     assert "multiples of 8" in one_line_error(capsys)
+    assert leftovers(tmp_path) == []
+
+
+def test_the_torchscript_exporter_is_behind_a_flag(native_ckpt, tmp_path, capsys):
+    rc = main(["--checkpoint", str(native_ckpt), "--output-dir", str(tmp_path), "--exporter", "torchscript",
+               "--no-engine"])
+    assert rc == 0
+    assert "(fp32, torchscript exporter, opset 17)" in capsys.readouterr().out
+    meta = read_metadata(tmp_path / "small.onnx")
+    assert meta["exporter"] == "torchscript" and meta["opset"] == 17
+
+
+def test_an_opset_the_dynamo_exporter_cannot_write(native_ckpt, tmp_path, capsys):
+    rc = main(["--checkpoint", str(native_ckpt), "--output-dir", str(tmp_path), "--opset", "17", "--no-engine"])
+    assert rc == 2
+    err = one_line_error(capsys)
+    assert "--opset 17" in err and "--opset 18" in err and "--exporter torchscript" in err
     assert leftovers(tmp_path) == []
 
 

@@ -158,6 +158,33 @@ def test_upstream_layout_graphs_pass_both_checks(upstream_int8):
     _assert_ort_graph(made[ONNXRUNTIME].path, fp32)
 
 
+@pytest.fixture(scope="module")
+def torchscript_int8(tmp_path_factory, small_model):
+    from novum.export.onnx import export_onnx
+
+    fp32 = export_onnx(small_model, tmp_path_factory.mktemp("int8_ts") / "small.onnx", features=True,
+                       exporter="torchscript")
+    return fp32, quantize_targets(fp32, fp32.parent / "small_int8.onnx", samples=8, holdout=12, threshold=0.0,
+                                  log=None)
+
+
+def test_the_torchscript_graph_takes_the_same_recipe(torchscript_int8):
+    """The fixtures above export with the default exporter (dynamo); the TorchScript graph
+    (--exporter torchscript) passes the same graph checks and stays as close to fp32."""
+    from factories import structured_frames
+    from novum.runtime.backends.ort import run_onnx
+
+    fp32, made = torchscript_int8
+    assert all(r.summary.ok for r in made.values())
+    _assert_trt_graph(made[TENSORRT].path)
+    _assert_ort_graph(made[ONNXRUNTIME].path, fp32)
+    frames = structured_frames(6, *SIZE, seed=5)
+    a = run_onnx(fp32, frames)
+    for r in made.values():
+        cos = (a["features"] * run_onnx(r.path, frames)["features"]).sum(1)
+        assert cos.mean() >= 0.97 and cos.min() >= 0.85, (r.target, cos.mean(), cos.min())
+
+
 @pytest.mark.slow
 def test_full_upstream_model_graphs_pass_both_checks(upstream_model, tmp_path):
     fp32, made = _upstream_layout_int8(upstream_model, tmp_path, input_size=(128, 160))

@@ -26,8 +26,12 @@ from novum.config import CLASSES, FRAMING, INPUT_SIZE, MAX_CLASSES, MAX_CONFIG_J
 from novum.contracts.schema import AnyJson, AsText, Int, IntText, JsonText, List, Nullable, Obj, SchemaError, Str, show, validate
 from novum.errors import InputError, NovumError
 
-# TensorRT 10.3 (JetPack 6) and 11.x parse it; ORT static INT8 quantization needs <= 20.
-OPSET = 17
+# The opset novum writes by default: torch's dynamo exporter starts at 18 (its ONNX function
+# library); TensorRT 10.x (JetPack 6: 10.3) and 11.x parse opsets 9 to 20; ONNX Runtime's static
+# INT8 quantization needs <= 20. (The TorchScript exporter, behind --exporter torchscript, writes 17.)
+OPSET = 18
+EXPORTERS = ("dynamo", "torchscript")   # what made the file: metadata "exporter"
+DEFAULT_EXPORTER = "dynamo"
 INPUT_NAME = "images"
 INPUT_FORMAT = "uint8 NHWC BGR"
 OUTPUT_NAMES = ("scores", "vertex", "vertex_score")
@@ -40,7 +44,7 @@ class OnnxFileError(NovumError):
 
 
 def build_metadata(config: ModelConfig, *, precision: str, opset: int, features: bool,
-                   source_sha256: str | None, max_batch: int) -> dict[str, str]:
+                   source_sha256: str | None, max_batch: int, exporter: str = "") -> dict[str, str]:
     """The ``metadata_props`` of an export (all values strings; JSON where structured)."""
     outputs = list(OUTPUT_NAMES) + ([FEATURES_NAME] if features else [])
     return {
@@ -51,6 +55,7 @@ def build_metadata(config: ModelConfig, *, precision: str, opset: int, features:
         "input_size": json.dumps(list(config.input_size)),
         "precision": precision,
         "opset": str(opset),
+        "exporter": exporter,
         "novum_version": str(__version__),
         "source_sha256": source_sha256 or "",
         "max_n": str(config.max_n),
