@@ -112,6 +112,7 @@ METADATA = Obj({
     "input_size": JsonText(INPUT_SIZE, 256),
     "precision": Str(choices=PRECISIONS),
     "opset": IntText(1, 1000),
+    "exporter": Str(choices=EXPORTERS + ("",)),       # "": a file written before the exporter was recorded
     "novum_version": Str(64),
     "source_sha256": Str(64, pattern=f"(|{_HEX64})", what="empty or a sha256 (64 hex digits)"),
     "max_n": IntText(1, MAX_VERTICES),
