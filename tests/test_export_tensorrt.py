@@ -236,7 +236,7 @@ def test_rebuild_command_repeats_every_engine_flag(trt, native_small, tmp_path, 
             "--calib", str(tmp_path), "--calib-method", "minmax", "--calib-samples", "16", "--calib-seed", "3",
             "--calib-holdout", "20", "--int8-threshold", "0.5", "--int8-fallback", "2", "--allow-degraded",
             "--batch", "2", "--imgsz", "64", "80", "--force-imgsz", "--workspace", "1.5", "--strict-fp32", "--version-compatible",
-            "--hardware-compatible", "ampere_plus", "--features", "--fp16-head", "fp32", "--opset", "17",
+            "--hardware-compatible", "ampere_plus", "--features", "--fp16-head", "fp32", "--exporter", "torchscript", "--opset", "17",
             "--int8-target", "tensorrt", "--int8-speed-rounds", "0"]
     assert main(argv) == 0
     given = parser().parse_args(argv)
