@@ -123,10 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--save-examples", help="write a PNG strip of occluded examples here")
     args = p.parse_args(argv)
-    from novum.eval import open_predictor
+    from novum.eval import column_names, open_predictor
 
-    preds = [open_predictor(m, f"NOVUM:{Path(m).name}", threads=args.threads) for m in args.model]
-    preds += [open_predictor(b, f"baseline:{Path(b).name}", threads=args.threads) for b in args.baseline]
+    preds = [open_predictor(m, n, threads=args.threads)
+             for m, n in zip(args.model, column_names(args.model, "NOVUM", name_one=True))]
+    preds += [open_predictor(b, n, threads=args.threads)
+              for b, n in zip(args.baseline, column_names(args.baseline, "baseline", name_one=True))]
     if not preds:
         p.error("pass --model and/or --baseline")
     res: dict = {"per_class": args.per_class, "seed": args.seed, "accuracy": {q.name: {} for q in preds}, "coverage": {}}

@@ -221,10 +221,11 @@ def markdown_table(rep: EvalReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def column_names(paths: list[str], kind: str) -> list[str]:
-    """Table column per model: ``kind`` alone for one model, else ``kind:<name>`` with as many trailing
-    path parts as make the names distinct (two run folders' ``model.safetensors`` stay two columns)."""
-    if len(paths) <= 1:
+def column_names(paths: list[str], kind: str, name_one: bool = False) -> list[str]:
+    """Table column per model: ``kind`` alone for one model (unless ``name_one``), else ``kind:<name>``
+    with as many trailing path parts as make the names distinct (two run folders'
+    ``model.safetensors`` stay two columns)."""
+    if not paths or (len(paths) == 1 and not name_one):
         return [kind] * len(paths)
     parts = [Path(p).parts or (str(p),) for p in paths]
     for k in range(1, max(len(x) for x in parts) + 1):

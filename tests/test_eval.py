@@ -123,3 +123,5 @@ def test_models_with_the_same_file_name_stay_separate_columns():
     assert column_names(["runs/a/model.safetensors", "runs/b/model.safetensors"], "NOVUM") == [
         "NOVUM:a/model.safetensors", "NOVUM:b/model.safetensors"]
     assert column_names(["x/m1.onnx", "y/m2.onnx"], "baseline") == ["baseline:m1.onnx", "baseline:m2.onnx"]
+    assert column_names(["runs/a/model.safetensors"], "NOVUM", name_one=True) == ["NOVUM:model.safetensors"]
+    assert column_names([], "baseline", name_one=True) == []
