@@ -302,7 +302,7 @@ class Pipeline:
             pose_rec = self._pose_step(item, decided, summary.frames) if self.pose is not None else None
             if self.interrupted.is_set():
                 break                                                # Ctrl-C while waiting for a pose
-            box = self._vote_box(item, decided)
+            box = self._vote_box(item, decided) if (video or o.show or log) else None
             annotated = self._annotate(item, pred, smoothed, fps, box) if (video or o.show) else None
             record = self._record(item, pred, smoothed, pose_rec, now, box) if log else None
             if video:

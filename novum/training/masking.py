@@ -10,11 +10,8 @@ that a model is never tested on the family it was trained against:
   planks, :func:`novum.data.objects.background_object`) and thick 2D strokes, filled with smooth
   colour fields, pasted over the object.
 
-A masked image has a random share of the 16 x 16 px blocks over its object box replaced by flat
-random colours with pixel noise: a blocky mosaic, on purpose unlike the occluders the evaluation
-uses (the generator's textured ellipses, rotated rectangles, polygons and rendered objects, and the
-held-out metaball family of ``benchmarks/occlusion_independent.py``), so that a model is never
-tested on the family it was trained against.
+In the mosaic, each image draws the share of its object-box blocks to replace (``masking_frac``),
+and the blocks get flat random colours with pixel noise.
 
 For NOVUM the masked or covered cells are what an occluder is to the head: keypoints under them are not
 visible (no vertex target) and their features are drawn as clutter, so the features of the parts
