@@ -69,6 +69,8 @@ class TrainConfig:
     masking: float = 0.0                # share of training images given block-mosaic masking (novum.training.masking)
     masking_frac: tuple[float, float] = (0.2, 0.7)   # range of the share of object-box blocks masked
     occluders: float = 0.0              # share of training images given pasted occluder patches (held-out family)
+    consistency: float = 0.0            # > 0: train on a clean and an occluded view of each image; weight of the term
+                                        # pulling visible-cell features of the occluded view to the clean view's
     momentum: float = 0.9
     distance_thr: float | None = None   # px; None: 48 * H / 640 (upstream's 48 px at 640x800)
     max_vertices: int | None = None     # contrastive term on <= this many visible vertices per image (None: all)
@@ -158,6 +160,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "masking_frac": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_num(x) for x in v)
                      and 0 <= v[0] <= v[1] <= 1, "[lo, hi] with 0 <= lo <= hi <= 1"),
     "occluders": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "consistency": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
     "momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
     "distance_thr": (lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0"),
     "max_vertices": (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
@@ -189,6 +192,8 @@ def config_problems(cfg: "TrainConfig") -> list[str]:
         out += _synthetic_option_problems(cfg)
         h, w = cfg.input_size
         cells = (h // STRIDE) * (w // STRIDE)
+        if cfg.consistency > 0 and cfg.masking == 0 and cfg.occluders == 0:
+            out.append("consistency needs an occluded view: set masking or occluders > 0 (e.g. --set occluders=1)")
         if cfg.n_noise > cells:
             out.append(f"n_noise must be <= the {cells} feature cells of a {h}x{w} input, got {cfg.n_noise}")
         if cfg.data.source == "synthetic" and cfg.data.per_class * len(cfg.classes) < cfg.batch_size:

@@ -19,6 +19,11 @@ the image's class are positives, ``-log(sum_class exp(x.r/T) / sum_all exp(x.r/T
 weighted as above). The head votes with the winning row's class, so what a cell must get right is
 its class, not its exact vertex; the vertex term keeps the finer correspondence pose needs.
 
+With ``consistency`` > 0 (:func:`view_consistency`) each image is seen twice, clean and with a
+synthetic occluder, and the features of object cells the occluder leaves visible are pulled towards
+the clean view's (``1 - cos``, the clean side detached): a visible part keeps its feature, and so its
+vote, whatever hides the rest. Both views also get the terms above.
+
 Differences from upstream, on purpose: the mask is built fresh per batch (upstream's persistent
 ``zeros`` buffer kept stale blocks), padded keypoints are never gathered (upstream gathered at -1),
 and the background term averages over real vertex rows only (padding rows are fixed random vectors).
@@ -182,3 +187,14 @@ def novum_loss(features: Tensor, kp: Tensor, visible: Tensor, labels: Tensor, ba
     kp_feat = (x * visible.bool()[..., None]).detach()
     return LossOutput(loss, contrast.detach(), background_term.detach(), clutter_term.detach(), kp_feat,
                       noise.detach(), acc)
+
+
+def view_consistency(clean: Tensor, occluded_view: Tensor, keep: Tensor) -> Tensor:
+    """Mean ``1 - cos`` between the occluded view's features and the clean view's (detached), over the
+    cells ``keep`` (bool [B, h*w]: object cells no occluder covers); features [B, D, h, w]."""
+    B, D = clean.shape[:2]
+    cos = torch.nn.functional.cosine_similarity(occluded_view.reshape(B, D, -1), clean.detach().reshape(B, D, -1), dim=1)
+    k = keep.to(cos.device)
+    if not bool(k.any()):
+        return occluded_view.sum() * 0.0
+    return (1.0 - cos)[k].mean()

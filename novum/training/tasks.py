@@ -15,7 +15,7 @@ from novum.training.bank import class_sums, fill_padding_with_clutter, momentum_
 from novum.training.config import TrainConfig
 from novum.training.data import PackedSamples
 from novum.training.dist import DistContext
-from novum.training.loss import novum_loss
+from novum.training.loss import novum_loss, view_consistency
 from novum.training.masking import (OccluderPatches, apply_mosaic, block_masks, cell_mask, hidden_keypoints,
                                    pixel_cells)
 
@@ -91,23 +91,42 @@ class NovumTask:
     def train(self) -> None:
         self.model.train()
 
+    def _loss(self, f: Tensor, batch: dict[str, Tensor], visible: Tensor, occluded: Tensor | None,
+              generator: torch.Generator):
+        mc = self.model.config
+        return novum_loss(f, batch["kp"], visible, batch["labels"], batch["background"],
+                          self.model.volumes.memory(), mc.n_list, mc.max_n, mc.stride, self.cfg.thr,
+                          self.cfg.temperature, self.cfg.clutter_weight, self.cfg.noise_weight,
+                          self.cfg.n_noise, generator, with_accuracy=True, max_vertices=self.cfg.max_vertices,
+                          clutter_loss=self.cfg.clutter_loss, occluded=occluded, class_loss=self.cfg.class_loss)
+
     def step(self, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         mc = self.model.config
         visible = batch["visible"]
         images, occluded = synthetic_occlusion(self.cfg, self.patches, batch, mc, generator)
         if occluded is not None:
             visible = visible & ~hidden_keypoints(batch["kp"].cpu(), occluded, mc.feature_size, mc.stride).to(visible.device)
-        f = self.net(self._input(images))
-        out = novum_loss(f, batch["kp"], visible, batch["labels"], batch["background"],
-                         self.model.volumes.memory(), mc.n_list, mc.max_n, mc.stride, self.cfg.thr,
-                         self.cfg.temperature, self.cfg.clutter_weight, self.cfg.noise_weight,
-                         self.cfg.n_noise, generator, with_accuracy=True, max_vertices=self.cfg.max_vertices,
-                         clutter_loss=self.cfg.clutter_loss, occluded=occluded, class_loss=self.cfg.class_loss)
-        self._last = (out, batch["labels"])
+        if self.cfg.consistency > 0:   # two views: clean and occluded, one forward pass
+            B = images.shape[0]
+            f = self.net(self._input(torch.cat([batch["images"], images])))
+            out = self._loss(f[:B], batch, batch["visible"], None, generator)
+            occ = self._loss(f[B:], batch, visible, occluded, generator)
+            keep = ~batch["background"].bool()
+            if occluded is not None:
+                keep = keep & ~occluded.to(keep.device)
+            cons = view_consistency(f[:B], f[B:], keep)
+            loss = 0.5 * (out.loss + occ.loss) + self.cfg.consistency * cons
+        else:
+            f = self.net(self._input(images))
+            out = self._loss(f, batch, visible, occluded, generator)
+            loss = out.loss
+        self._last = (out, batch["labels"])   # the bank learns from the (clean, if two) view's keypoint features
         stats = {"nce": float(out.contrast), "bg": float(out.background), "vacc": out.accuracy}
         if self.cfg.clutter_loss > 0:
             stats["clut"] = float(out.clutter)
-        return out.loss, stats
+        if self.cfg.consistency > 0:
+            stats["cons"] = float(cons)
+        return loss, stats
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -177,9 +196,12 @@ class BaselineTask:
 
     def step(self, batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         images, _ = synthetic_occlusion(self.cfg, self.patches, batch, self.model.config, generator)
+        labels = batch["labels"]
+        if self.cfg.consistency > 0:   # the same two views NOVUM trains on: clean and occluded
+            images, labels = torch.cat([batch["images"], images]), torch.cat([labels, labels])
         logits = self.net(self._input(images))
-        loss = self.criterion(logits, batch["labels"])
-        acc = float((logits.argmax(1) == batch["labels"]).float().mean())
+        loss = self.criterion(logits, labels)
+        acc = float((logits.argmax(1) == labels).float().mean())
         return loss, {"acc": acc}
 
     def after_step(self) -> None:
