@@ -15,7 +15,7 @@ from novum.data.occluders import occlude
 from novum.model import NovumModel
 from novum.runtime.votes import class_cells, vote_box
 from novum.training.datasets import synthetic_key
-from novum.training.loss import novum_loss
+from novum.training.loss import novum_loss, view_consistency
 from novum.training.masking import (BLOCK, OccluderPatches, apply_mosaic, block_masks, cell_mask, hidden_keypoints,
                                     pixel_cells)
 from test_train import loss_batch
@@ -186,3 +186,56 @@ def test_vote_box_is_the_main_group_of_voting_cells():
     assert vote_box(v, 1, max_n, 8) == (6 * 8, 4 * 8, 11 * 8, 9 * 8)
     assert vote_box(v, 2, max_n, 8) == (120, 88, 128, 96)
     assert vote_box(v, 0, max_n, 8) is None
+
+
+def test_view_consistency_is_one_minus_cosine_on_kept_cells_towards_the_clean_view():
+    g = torch.Generator().manual_seed(3)
+    clean = torch.nn.functional.normalize(torch.randn(2, 8, 4, 5, generator=g), dim=1).requires_grad_(True)
+    occ = torch.nn.functional.normalize(torch.randn(2, 8, 4, 5, generator=g), dim=1).requires_grad_(True)
+    keep = torch.zeros(2, 20, dtype=torch.bool)
+    keep[0, [1, 7]] = True
+    keep[1, 19] = True
+    got = view_consistency(clean, occ, keep)
+    c, o = clean.detach().reshape(2, 8, 20), occ.detach().reshape(2, 8, 20)
+    want = np.mean([1 - float(c[0, :, 1] @ o[0, :, 1]), 1 - float(c[0, :, 7] @ o[0, :, 7]),
+                    1 - float(c[1, :, 19] @ o[1, :, 19])])
+    assert float(got.detach()) == pytest.approx(want, abs=1e-6)
+    got.backward()
+    assert clean.grad is None or float(clean.grad.abs().sum()) == 0.0      # the clean view is the target
+    assert float(occ.grad.abs().sum()) > 0
+    assert float(occ.grad.reshape(2, 8, 20)[0, :, 0].abs().sum()) == 0.0   # cells not kept get no gradient
+    assert float(view_consistency(clean, clean.detach(), keep)) == pytest.approx(0.0, abs=1e-6)
+    assert float(view_consistency(clean, occ, torch.zeros_like(keep))) == 0.0
+
+
+def test_consistency_trains_both_tasks_on_a_clean_and_an_occluded_view():
+    """NOVUM: one forward pass over the clean and the occluded images, the consistency term logged;
+    the baseline's cross-entropy sees exactly the same 2B images."""
+    from test_train import tiny_train_config
+    from train_fakes import fake_samples
+
+    from novum.training.data import pack_samples
+    from novum.training.dist import DistContext
+    from novum.training.tasks import BaselineTask, NovumTask
+
+    cfg = tiny_train_config(consistency=1.0, occluders=1.0, clutter_loss=1.0)
+    mc = cfg.model_config()
+    packed = pack_samples(fake_samples(mc, 4, seed=0), mc)
+    seen = {}
+    for task in (NovumTask(cfg, DistContext(), 0), BaselineTask(cfg, DistContext(), 0)):
+        def spy(x, net=task.net, kind=task.kind):
+            seen[kind] = x
+            return net(x)
+        task.net = spy
+        batch = packed.batch(np.arange(4))
+        loss, stats = task.step(batch, torch.Generator().manual_seed(1))
+        loss.backward()
+        assert torch.isfinite(loss)
+        x = seen[task.kind]
+        assert x.shape[0] == 8                                        # clean + occluded
+        assert torch.equal(x[:4], task._input(batch["images"]))       # the first half is the clean batch
+        assert not torch.equal(x[4:], x[:4])                          # the second is occluded
+        if task.kind == "novum":
+            assert 0 < stats["cons"] < 2
+            task.after_step()
+    assert torch.equal(seen["novum"][4:], seen["baseline"][4:])      # the same occluded images for both

@@ -125,7 +125,7 @@ class NovumTask:
         if self.cfg.clutter_loss > 0:
             stats["clut"] = float(out.clutter)
         if self.cfg.consistency > 0:
-            stats["cons"] = float(cons)
+            stats["cons"] = float(cons.detach())
         return loss, stats
 
     @torch.no_grad()
