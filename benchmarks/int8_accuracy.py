@@ -21,13 +21,13 @@ int8 is more accurate) of at most ``--max-drop`` points (default 1) at L1-L3; th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from exported import export_fp32
+from report import write_report
 
 SPLITS = (None, "L1", "L2", "L3")
 
@@ -53,20 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger().setLevel(logging.ERROR)
-    from novum.bundled import demo_clip_path, demo_model_path
+    from novum.bundled import demo_clip_path
     from novum.calibration.quantize import quantize_targets
     from novum.calibration.readers import synthetic_frames, video_frames
-    from novum.checkpoint import load_model
-    from novum.export.onnx import export_onnx
     from novum.runtime.backends.ort import run_onnx
 
     log = lambda s: print(s, file=sys.stderr)  # noqa: E731
-    ckpt = Path(a.model) if a.model else demo_model_path()
-    work = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="novum-int8-acc-"))
-    work.mkdir(parents=True, exist_ok=True)
-    model = load_model(ckpt)
-    cfg = model.config
-    fp32 = export_onnx(model, work / f"{ckpt.stem}.onnx")
+    ex = export_fp32(a.model, a.workdir, "novum-int8-acc-")
+    ckpt, work, cfg, fp32 = ex.ckpt, ex.work, ex.config, ex.fp32
     n_test = a.per_class * cfg.num_classes
     t = time.perf_counter()
     sets = {s or "clean": synthetic_frames(cfg, n_test, a.seed, split="test", occlusion=s) for s in SPLITS}
@@ -132,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines + [""] + verdicts)
     print(text)
     if a.out:
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text + "\n")
-        out.with_suffix(".json").write_text(json.dumps({"model": str(ckpt), "args": vars(a), "rows": rows}, indent=2) + "\n")
+        write_report(a.out, text + "\n", {"model": str(ckpt), "args": vars(a), "rows": rows})
     return 0
 
 

@@ -22,12 +22,12 @@ where the fp32-head int8 graph does.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+from exported import export_fp32
+from report import write_report
 
 
 def head_nodes(model) -> tuple[set[str], list]:
@@ -105,21 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger().setLevel(logging.ERROR)
-    from novum.bundled import demo_clip_path, demo_model_path
+    from novum.bundled import demo_clip_path
     from novum.calibration.quantize import quantize_targets
     from novum.calibration.readers import synthetic_frames, video_frames
-    from novum.checkpoint import load_model
-    from novum.export.onnx import export_onnx
     from novum.runtime.backends.ort import run_onnx
     from novum.runtime.speed import compare_speed, cpu_info
 
     log = lambda s: print(s, file=sys.stderr)  # noqa: E731
-    ckpt = Path(a.model) if a.model else demo_model_path()
-    work = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="novum-int8-head-"))
-    work.mkdir(parents=True, exist_ok=True)
-    model = load_model(ckpt)
-    cfg = model.config
-    fp32 = export_onnx(model, work / f"{ckpt.stem}.onnx")
+    ex = export_fp32(a.model, a.workdir, "novum-int8-head-")
+    ckpt, work, cfg, fp32 = ex.ckpt, ex.work, ex.config, ex.fp32
     made = quantize_targets(fp32, work / f"{ckpt.stem}_int8.onnx", targets=["onnxruntime"], gate=False, log=log)
     base = made["onnxruntime"].path
     calib = synthetic_frames(cfg, 64, 0, split="train").frames
@@ -163,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if a.out:
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text + "\n")
-        out.with_suffix(".json").write_text(json.dumps({"model": str(ckpt), "rows": rows}, indent=2) + "\n")
+        write_report(a.out, text + "\n", {"model": str(ckpt), "rows": rows})
     return 0
 
 
