@@ -27,6 +27,10 @@ def _check(report: F.Report, bound: float) -> None:
     assert report.count("error") > 0, f"{report.fmt}: no case was refused: the mutations do not reach the reader"
 
 
+# every fuzz test runs at the CI scale, and again at the slow scale under ``-m slow``
+SCALES = pytest.mark.parametrize("slow", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["ci", "long"])
+
+
 def _scale(n: int, slow: bool) -> tuple[int, int]:
     """(cases, rng seed) of a run."""
     return (n * SLOW, 1000 + n) if slow else (n, n)
@@ -80,15 +84,10 @@ def _run_bytes(fmt: str, slow: bool, tmp_path) -> None:
     _check(report, CHILD_BOUND)
 
 
+@SCALES
 @pytest.mark.parametrize("fmt", list(BYTE_FORMATS))
-def test_fuzz_file_bytes(fmt, tmp_path):
-    _run_bytes(fmt, False, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("fmt", list(BYTE_FORMATS))
-def test_fuzz_file_bytes_long(fmt, tmp_path):
-    _run_bytes(fmt, True, tmp_path)
+def test_fuzz_file_bytes(fmt, slow, tmp_path):
+    _run_bytes(fmt, slow, tmp_path)
 
 
 def _run_onnx_metadata(slow: bool, tmp_path) -> None:
@@ -101,13 +100,9 @@ def _run_onnx_metadata(slow: bool, tmp_path) -> None:
     _check(report, CHILD_BOUND)
 
 
-def test_fuzz_onnx_metadata(tmp_path):
-    _run_onnx_metadata(False, tmp_path)
-
-
-@pytest.mark.slow
-def test_fuzz_onnx_metadata_long(tmp_path):
-    _run_onnx_metadata(True, tmp_path)
+@SCALES
+def test_fuzz_onnx_metadata(slow, tmp_path):
+    _run_onnx_metadata(slow, tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,15 +129,10 @@ def _run_json(fmt: str, slow: bool, tmp_path) -> None:
     _check(report, IN_PROCESS_BOUND)
 
 
+@SCALES
 @pytest.mark.parametrize("fmt", list(JSON_FORMATS))
-def test_fuzz_json_files(fmt, tmp_path):
-    _run_json(fmt, False, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("fmt", list(JSON_FORMATS))
-def test_fuzz_json_files_long(fmt, tmp_path):
-    _run_json(fmt, True, tmp_path)
+def test_fuzz_json_files(fmt, slow, tmp_path):
+    _run_json(fmt, slow, tmp_path)
 
 
 def test_mutations_are_seeded():
