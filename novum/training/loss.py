@@ -24,6 +24,12 @@ synthetic occluder, and the features of object cells the occluder leaves visible
 the clean view's (``1 - cos``, the clean side detached): a visible part keeps its feature, and so its
 vote, whatever hides the rest. Both views also get the terms above.
 
+With ``vote_loss`` > 0 (:func:`vote_term`) the whole-image decision the head makes is trained too:
+every cell casts a soft vote, a softmax over its best match in each class and its best clutter match
+(``/T``), the class shares are the cells' mean votes for each class, renormalised over the classes, and
+the term is their cross-entropy with the image's label. Cells that match clutter vote for no class,
+as the padding (clutter) rows make them do in the head.
+
 Differences from upstream, on purpose: the mask is built fresh per batch (upstream's persistent
 ``zeros`` buffer kept stale blocks), padded keypoints are never gathered (upstream gathered at -1),
 and the background term averages over real vertex rows only (padding rows are fixed random vectors).
@@ -198,3 +204,25 @@ def view_consistency(clean: Tensor, occluded_view: Tensor, keep: Tensor) -> Tens
     if not bool(k.any()):
         return occluded_view.sum() * 0.0
     return (1.0 - cos)[k].mean()
+
+
+def vote_term(features: Tensor, memory: Tensor, n_list: tuple[int, ...], max_n: int, labels: Tensor,
+              temperature: float) -> Tensor:
+    """Cross-entropy of the image label against soft whole-image vote shares (see module docstring);
+    features [B, D, h, w] (grad), memory [C*max_n + n_clutter, D] (no grad)."""
+    B, D = features.shape[:2]
+    C = len(n_list)
+    rows = C * max_n
+    f = features.reshape(B, D, -1)
+    memory = memory.detach()
+    sim = torch.matmul(memory, f)                                               # [B, rows + n_clutter, P]
+    n_tab = torch.tensor(n_list, device=f.device)
+    pad = (torch.arange(max_n, device=f.device)[None] >= n_tab[:, None]).reshape(rows)
+    per_class = sim[:, :rows].masked_fill(pad[None, :, None], float("-inf"))
+    per_class = per_class.reshape(B, C, max_n, -1).amax(2)                      # [B, C, P]
+    if sim.shape[1] > rows:
+        sink = sim[:, rows:].amax(1, keepdim=True)                             # [B, 1, P]
+        per_class = torch.cat([per_class, sink], 1)
+    votes = torch.softmax(per_class / temperature, 1)[:, :C].mean(2)           # [B, C]
+    share = votes / votes.sum(1, keepdim=True).clamp_min(1e-12)
+    return torch.nn.functional.nll_loss(torch.log(share.clamp_min(1e-12)), labels)

@@ -15,7 +15,7 @@ from novum.training.bank import class_sums, fill_padding_with_clutter, momentum_
 from novum.training.config import TrainConfig
 from novum.training.data import PackedSamples
 from novum.training.dist import DistContext
-from novum.training.loss import novum_loss, view_consistency
+from novum.training.loss import novum_loss, view_consistency, vote_term
 from novum.training.masking import (OccluderPatches, apply_mosaic, block_masks, cell_mask, hidden_keypoints,
                                    pixel_cells)
 
@@ -120,12 +120,18 @@ class NovumTask:
             f = self.net(self._input(images))
             out = self._loss(f, batch, visible, occluded, generator)
             loss = out.loss
+        if self.cfg.vote_loss > 0:
+            labels = batch["labels"].repeat(f.shape[0] // batch["labels"].shape[0])   # one per view
+            vote = vote_term(f, self.model.volumes.memory(), mc.n_list, mc.max_n, labels, self.cfg.temperature)
+            loss = loss + self.cfg.vote_loss * vote
         self._last = (out, batch["labels"])   # the bank learns from the (clean, if two) view's keypoint features
         stats = {"nce": float(out.contrast), "bg": float(out.background), "vacc": out.accuracy}
         if self.cfg.clutter_loss > 0:
             stats["clut"] = float(out.clutter)
         if self.cfg.consistency > 0:
             stats["cons"] = float(cons.detach())
+        if self.cfg.vote_loss > 0:
+            stats["vote"] = float(vote.detach())
         return loss, stats
 
     @torch.no_grad()
