@@ -15,7 +15,7 @@ from novum.data.occluders import occlude
 from novum.model import NovumModel
 from novum.runtime.votes import class_cells, vote_box
 from novum.training.datasets import synthetic_key
-from novum.training.loss import novum_loss, view_consistency
+from novum.training.loss import novum_loss, view_consistency, vote_term
 from novum.training.masking import (BLOCK, OccluderPatches, apply_mosaic, block_masks, cell_mask, hidden_keypoints,
                                     pixel_cells)
 from test_train import loss_batch
@@ -205,7 +205,7 @@ def test_view_consistency_is_one_minus_cosine_on_kept_cells_towards_the_clean_vi
     assert float(occ.grad.abs().sum()) > 0
     assert float(occ.grad.reshape(2, 8, 20)[0, :, 0].abs().sum()) == 0.0   # cells not kept get no gradient
     assert float(view_consistency(clean, clean.detach(), keep)) == pytest.approx(0.0, abs=1e-6)
-    assert float(view_consistency(clean, occ, torch.zeros_like(keep))) == 0.0
+    assert float(view_consistency(clean, occ, torch.zeros_like(keep)).detach()) == 0.0
 
 
 def test_consistency_trains_both_tasks_on_a_clean_and_an_occluded_view():
@@ -239,3 +239,31 @@ def test_consistency_trains_both_tasks_on_a_clean_and_an_occluded_view():
             assert 0 < stats["cons"] < 2
             task.after_step()
     assert torch.equal(seen["novum"][4:], seen["baseline"][4:])      # the same occluded images for both
+
+
+def test_vote_term_is_the_cross_entropy_of_soft_whole_image_vote_shares():
+    """Per cell: softmax over (best real row of each class, best clutter row) / T; shares = mean over
+    cells, renormalised over classes; padding rows never vote."""
+    g = torch.Generator().manual_seed(5)
+    n_list, max_n, D, T = (2, 3), 3, 6, 0.1
+    memory = torch.nn.functional.normalize(torch.randn(2 * max_n + 2, D, generator=g), dim=1)
+    f = torch.nn.functional.normalize(torch.randn(2, D, 2, 3, generator=g), dim=1).requires_grad_(True)
+    labels = torch.tensor([1, 0])
+    got = vote_term(f, memory, n_list, max_n, labels, T)
+    want = 0.0
+    for b in range(2):
+        shares = np.zeros(2)
+        for p in range(6):
+            x = f.detach()[b].reshape(D, 6)[:, p]
+            best = [max(float(memory[r] @ x) for r in range(c * max_n, c * max_n + n_list[c])) for c in range(2)]
+            sink = max(float(memory[r] @ x) for r in range(6, 8))
+            e = np.exp(np.array(best + [sink]) / T)
+            shares += (e / e.sum())[:2] / 6
+        want -= np.log(shares[labels[b]] / shares.sum()) / 2
+    assert float(got.detach()) == pytest.approx(want, rel=1e-5)
+    got.backward()
+    assert float(f.grad.abs().sum()) > 0
+    # a padding row that matched perfectly would change nothing
+    mem2 = memory.clone()
+    mem2[2] = f.detach()[0, :, 0, 0]                                 # class 0 has 2 real rows: row 2 is padding
+    assert float(vote_term(f.detach(), mem2, n_list, max_n, labels, T)) == pytest.approx(float(got.detach()), rel=1e-6)

@@ -302,7 +302,7 @@ def no_rendering(monkeypatch):
     ("stages=5", "stages"), ("cell_mlp=-1", "cell_mlp"), ("clutter_loss=-0.1", "clutter_loss"),
     ("class_loss=\"x\"", "class_loss"), ("masking=2", "masking"), ("masking_frac=[0.8,0.2]", "masking_frac"),
     ("occluders=-1", "occluders"), ("data.options={\"background_objects\":[3,1]}", "data.options"),
-    ("consistency=-1", "consistency"), ("consistency=1", "consistency needs an occluded view"),
+    ("consistency=-1", "consistency"), ("vote_loss=-2", "vote_loss"), ("consistency=1", "consistency needs an occluded view"),
 ])
 def test_config_errors_fail_fast_with_one_line_and_leave_nothing(tmp_path, capsys, monkeypatch, no_rendering,
                                                                  override, key):
