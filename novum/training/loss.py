@@ -215,13 +215,16 @@ def vote_term(features: Tensor, memory: Tensor, n_list: tuple[int, ...], max_n: 
     rows = C * max_n
     f = features.reshape(B, D, -1)
     memory = memory.detach()
-    sim = torch.matmul(memory, f)                                               # [B, rows + n_clutter, P]
-    n_tab = torch.tensor(n_list, device=f.device)
-    pad = (torch.arange(max_n, device=f.device)[None] >= n_tab[:, None]).reshape(rows)
-    per_class = sim[:, :rows].masked_fill(pad[None, :, None], float("-inf"))
-    per_class = per_class.reshape(B, C, max_n, -1).amax(2)                      # [B, C, P]
-    if sim.shape[1] > rows:
-        sink = sim[:, rows:].amax(1, keepdim=True)                             # [B, 1, P]
+    with torch.no_grad():   # each class's best real row per cell, block by block (as the head does)
+        win = []
+        for c in range(C):
+            s = torch.matmul(memory[c * max_n:c * max_n + n_list[c]], f)           # [B, n_c, P]
+            win.append(s.argmax(1) + c * max_n)
+        win = torch.stack(win, 1)                                                # [B, C, P] row indices
+    # the similarity to the winning rows, with the gradient to the features: [B, C, P]
+    per_class = (memory[win] * f.transpose(1, 2)[:, None]).sum(-1)
+    if memory.shape[0] > rows:
+        sink = torch.matmul(memory[rows:], f).amax(1, keepdim=True)              # [B, 1, P]
         per_class = torch.cat([per_class, sink], 1)
     votes = torch.softmax(per_class / temperature, 1)[:, :C].mean(2)           # [B, C]
     share = votes / votes.sum(1, keepdim=True).clamp_min(1e-12)
