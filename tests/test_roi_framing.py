@@ -50,7 +50,14 @@ def test_true_box_is_at_least_as_accurate_as_the_whole_frame_off_centre(demo_onn
         config = ModelConfig.from_dict(b.metadata)
         framing = b.metadata["framing"]                          # recorded at export
         assert framing == config.framing and 0.3 < framing["object_fill"] < 1.0
-        assert framing["object_fill"] == generator_framing(config)["object_fill"]
+        # the framing novum-train measured on the model's training data, else (older checkpoints) the
+        # generator's, measured at export; the two agree closely
+        from novum.bundled import DEMO_MODEL
+        from novum.checkpoint import load_model
+        recorded = load_model(DEMO_MODEL).config.framing
+        generated = generator_framing(config)["object_fill"]
+        assert framing["object_fill"] == (recorded["object_fill"] if recorded else generated)
+        assert abs(framing["object_fill"] - generated) < 0.05
         ds = SyntheticDataset(SyntheticConfig(per_class=2, split="test", seed=7), config)
         H, W = b.input_size
         rng = np.random.default_rng(0)
