@@ -10,7 +10,11 @@ Scores are sums over pixels: a pixel whose winning row moves to another class (a
 by rounding) moves two class scores by up to ``1 / (C*max_n)``. Reduced-precision score
 tolerances are therefore "absolute part + a fraction of pixels switching class", and top-1 must
 agree on every frame whose torch top-1/top-2 margin is larger than twice that tolerance (near-ties
-may flip; their count is reported).
+may flip; their count is reported). The score vectors' cosine is checked on the same decisive
+frames: on a frame whose scores are all within the tolerance of each other the absolute bound is the
+whole guarantee, and the cosine of two such small vectors says nothing more. int8's
+``vertex_score`` is bounded at its 99th percentile over pixels (the largest error is printed too):
+percentile calibration clips the largest activations on purpose, so a few cells move further.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ class Tolerance:
     vertex_score_atol: float
     features_cos: float         # min per-pixel cosine similarity of the feature vectors
     reason: str
+    vertex_score_quantile: float = 1.0   # vertex_score_atol bounds this quantile of the pixel errors (1 = max)
 
     def scores_limit(self, pixels: int, rows: int) -> float:
         return self.scores_atol + self.scores_pixel_frac * pixels / rows
@@ -57,7 +62,9 @@ TOLERANCES: dict[str, Tolerance] = {
                       "<= 1/(C*max_n); top-1 may flip only on frames with a smaller margin than the tolerance"),
     "int8": Tolerance("int8", 1e-3, 0.10, 0.99, 0.9, 0.70, 2e-2, 0.95,
                       "int8 weights and activations (8-bit) perturb the features by ~1e-2: many near-tie pixels "
-                      "switch vertex; only the top-1 class of clear frames is expected to hold"),
+                      "switch vertex; only the top-1 class of clear frames is expected to hold; percentile "
+                      "calibration clips the largest activations, so the vertex_score bound is on 99% of the cells",
+                      vertex_score_quantile=0.99),
 }
 
 
@@ -183,7 +190,6 @@ def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], target: str,
     s_ref, s = ref["scores"].astype(np.float64), out["scores"].astype(np.float64)
     lim = tol.scores_limit(pixels, rows)
     err = float(np.abs(s - s_ref).max())
-    cos = float(_cosine(s, s_ref).min())
     top_ref, top = s_ref.argmax(1), s.argmax(1)
     rep.top1 = float((top_ref == top).mean())
     srt = np.sort(s_ref, 1)
@@ -191,9 +197,11 @@ def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], target: str,
     decisive = np.ones(len(s_ref), bool) if tol.precision == "fp32" else margin > 2 * lim
     rep.decisive = int(decisive.sum())
     agree = float((top_ref == top)[decisive].mean()) if decisive.any() else 1.0
+    cos = float(_cosine(s[decisive], s_ref[decisive]).min()) if decisive.any() else None
+    on = "" if tol.precision == "fp32" else " (decisive frames)"
     rep.checks.append(OutputCheck("scores", err, cos, agree,
-                                  f"err<={lim:.1e}, cos>={tol.scores_cos}, top1>={100 * tol.top1:.0f}%",
-                                  err <= lim and cos >= tol.scores_cos and agree >= tol.top1))
+                                  f"err<={lim:.1e}, cos>={tol.scores_cos}{on}, top1>={100 * tol.top1:.0f}%",
+                                  err <= lim and (cos is None or cos >= tol.scores_cos) and agree >= tol.top1))
     if "vertex" in out:
         same = out["vertex"] == ref["vertex"]
         if bank is not None and "features" in ref:
@@ -202,10 +210,14 @@ def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], target: str,
         rep.checks.append(OutputCheck("vertex", None, None, va, f"same row or tie>={100 * tol.vertex_agree:.1f}%",
                                       va >= tol.vertex_agree))
     if "vertex_score" in out:
-        e = float(np.abs(out["vertex_score"].astype(np.float64) - ref["vertex_score"]).max())
+        errs = np.abs(out["vertex_score"].astype(np.float64) - ref["vertex_score"])
+        e, q = float(errs.max()), tol.vertex_score_quantile
+        bound = e if q >= 1.0 else float(np.quantile(errs, q))
         c = float(_cosine(out["vertex_score"].reshape(len(s), -1), ref["vertex_score"].reshape(len(s), -1)).min())
-        rep.checks.append(OutputCheck("vertex_score", e, c, None, f"err<={tol.vertex_score_atol:.0e}",
-                                      e <= tol.vertex_score_atol))
+        what = f"err<={tol.vertex_score_atol:.0e}" if q >= 1.0 else \
+            f"p{100 * q:g} err<={tol.vertex_score_atol:.0e} (p{100 * q:g} {bound:.1e})"
+        rep.checks.append(OutputCheck("vertex_score", e, c, None, what,
+                                      bound <= tol.vertex_score_atol))
     if "features" in out:
         f, fr = out["features"].astype(np.float64), ref["features"].astype(np.float64)
         e = float(np.abs(f - fr).max())

@@ -260,3 +260,39 @@ def test_a_shape_read_from_the_uint8_input_moves_after_its_cast(small_exports):
     nodes = list(proto.graph.node)
     shape = next(n for n in nodes if n.name == "uint8_shape")
     assert shape.input[0] == cast.output[0] and nodes.index(shape) == nodes.index(cast) + 1
+
+
+def test_int8_score_cosine_is_checked_on_decisive_frames_only():
+    """A frame whose scores all lie within the tolerance has no direction to keep: only the absolute
+    bound applies there. A decisive frame whose direction changes still fails."""
+    rng = np.random.default_rng(0)
+    C, rows, pixels = 12, 12 * 268, 320
+    lim = TOLERANCES["int8"].scores_limit(pixels, rows)
+    flat = rng.uniform(0, lim / 4, (4, C))                          # margins < 2*lim: not decisive
+    flat_out = flat + rng.uniform(-lim / 2, lim / 2, flat.shape)    # cosine far below 0.99, err < lim
+    assert (np.sort(flat, 1)[:, -1] - np.sort(flat, 1)[:, -2] < 2 * lim).all()
+    rep = compare({"scores": flat}, {"scores": flat_out}, "t", "onnxruntime", "int8", pixels, rows)
+    assert rep.decisive == 0 and rep.ok, rep.checks
+    clear = np.zeros((1, C))
+    clear[0, 0], clear[0, 1] = 20 * lim, 5 * lim                     # decisive
+    turned = clear.copy()
+    turned[0, 2:] = 0.9 * lim                                       # every class moves by < lim: cosine < 0.99
+    both = compare({"scores": np.concatenate([flat, clear])}, {"scores": np.concatenate([flat_out, turned])},
+                   "t", "onnxruntime", "int8", pixels, rows)
+    assert both.decisive == 1 and not both.ok
+    assert both.checks[0].cosine < TOLERANCES["int8"].scores_cos and both.checks[0].max_abs <= lim
+
+
+@pytest.mark.parametrize("precision,ok", [("int8", True), ("fp16", False)])
+def test_vertex_score_bound_quantile(precision, ok):
+    """int8 bounds 99% of the cells' vertex_score error (percentile calibration clips on purpose); the
+    other precisions bound the largest error."""
+    rng = np.random.default_rng(1)
+    ref = {"scores": np.eye(3)[None].repeat(2, 0)[:, 0], "vertex_score": rng.uniform(0.5, 1, (2, 16, 20))}
+    out = {"scores": ref["scores"].copy(), "vertex_score": ref["vertex_score"] + 1e-4}
+    tail = rng.choice(ref["vertex_score"].size, 3, replace=False)    # 3 of 640 cells (0.5%) move by 5e-2
+    out["vertex_score"].reshape(-1)[tail] += 5e-2
+    rep = compare(ref, out, "t", "onnxruntime", precision, 320, 100)
+    check = [c for c in rep.checks if c.output == "vertex_score"][0]
+    assert check.max_abs == pytest.approx(5e-2 + 1e-4)
+    assert check.ok is ok, check
