@@ -60,10 +60,11 @@ TOLERANCES: dict[str, Tolerance] = {
                       "fp16 activations (11-bit mantissa) perturb each unit feature by ~1e-3: similarities move "
                       "by ~2e-4 and near-tie pixels change their winning vertex and class, each moving a score by "
                       "<= 1/(C*max_n); top-1 may flip only on frames with a smaller margin than the tolerance"),
-    "int8": Tolerance("int8", 1e-3, 0.10, 0.99, 0.9, 0.70, 2e-2, 0.95,
+    "int8": Tolerance("int8", 1e-3, 0.10, 0.99, 0.9, 0.70, 3e-2, 0.95,
                       "int8 weights and activations (8-bit) perturb the features by ~1e-2: many near-tie pixels "
                       "switch vertex; only the top-1 class of clear frames is expected to hold; percentile "
-                      "calibration clips the largest activations, so the vertex_score bound is on 99% of the cells",
+                      "calibration clips the largest activations, so the vertex_score bound is on 99% of the cells "
+                      "(measured on the demo model: median 1e-3, 99th percentile 0.9-2.0e-2)",
                       vertex_score_quantile=0.99),
 }
 
