@@ -118,23 +118,35 @@ def table(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def scene_args(description: str, levels: list[str], argv: list[str] | None, far: bool = False) -> argparse.Namespace:
+    """The options the scene benchmarks share (model, scenes, threads, JSON; ``far``: --far too);
+    --model defaults to the bundled demo model."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", help="NOVUM checkpoint (default: the bundled demo model)")
     p.add_argument("--per-class", type=int, default=10)
     p.add_argument("--seed", type=int, default=7, help="test-split seed of the scenes")
-    p.add_argument("--levels", nargs="+", default=["L1", "L2", "L3"])
-    p.add_argument("--far", type=int, default=4, help="'far' cells are at least this many cells from any occluder")
+    p.add_argument("--levels", nargs="+", default=levels)
+    if far:
+        p.add_argument("--far", type=int, default=4, help="'far' cells are at least this many cells from any occluder")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     if args.model is None:
         from novum.bundled import demo_model_path
         args.model = str(demo_model_path())
+    return args
+
+
+def emit(text: str, res: dict, json_path: str | None) -> None:
+    print(text, end="")
+    if json_path:
+        Path(json_path).write_text(json.dumps(res, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = scene_args(__doc__.split("\n")[0], ["L1", "L2", "L3"], argv, far=True)
     res = run(args.model, args.per_class, args.seed, tuple(args.levels), args.far, args.threads)
-    print(table(res), end="")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    emit(table(res), res, args.json)
     return 0
 
 

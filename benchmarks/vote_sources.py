@@ -13,17 +13,10 @@ its neighbours; a visible part should.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
-
-
-def cell_fraction(mask: np.ndarray, stride: int, h: int, w: int) -> np.ndarray:
-    m = mask[: h * stride, : w * stride].astype(np.float32)
-    return m.reshape(h, stride, w, stride).mean(axis=(1, 3))
+from feature_stability import cell_fraction, emit, scene_args
 
 
 def neighbour_support(win: np.ndarray, pos: np.ndarray, vote: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -117,21 +110,9 @@ def tables(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="NOVUM checkpoint (default: the bundled demo model)")
-    p.add_argument("--per-class", type=int, default=10)
-    p.add_argument("--seed", type=int, default=7, help="test-split seed of the scenes")
-    p.add_argument("--levels", nargs="+", default=["clean", "L1", "L2", "L3"])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", help="also write the results here")
-    args = p.parse_args(argv)
-    if args.model is None:
-        from novum.bundled import demo_model_path
-        args.model = str(demo_model_path())
+    args = scene_args(__doc__.split("\n")[0], ["clean", "L1", "L2", "L3"], argv)
     res = run(args.model, args.per_class, args.seed, tuple(args.levels), args.threads)
-    print(tables(res), end="")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    emit(tables(res), res, args.json)
     return 0
 
 
