@@ -22,7 +22,7 @@ from feature_stability import cell_fraction, emit, scene_args
 def neighbour_support(win: np.ndarray, pos: np.ndarray, vote: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Per cell [N, h, w]: how many of the 8 neighbours vote for the same class, and how many of those
     also win a vertex within ``radius`` (normalised cuboid units) of this cell's."""
-    N, h, w = win.shape
+    h, w = win.shape[1:]
     same_cls = np.zeros(win.shape)
     same_geo = np.zeros(win.shape)
     pw = np.pad(win, ((0, 0), (1, 1), (1, 1)), constant_values=-1)
@@ -54,7 +54,6 @@ def run(model_path: str, per_class: int = 10, seed: int = 7, levels=("clean", "L
     h, w = cfg.feature_size
     C, max_n = len(cfg.n_list), cfg.max_n
     vol = model.volumes
-    bank, valid = vol.bank, vol.valid_rows()
     pos = np.zeros((C, max_n, 3), np.float32)
     for c, (v, _) in enumerate(vol.meshes):
         pos[c, :len(v)] = v / np.ptp(v, 0).max()
@@ -67,20 +66,15 @@ def run(model_path: str, per_class: int = 10, seed: int = 7, levels=("clean", "L
         occ = np.stack([cell_fraction(s.occluder, cfg.stride, h, w) > 0 if s.occluder is not None
                         else np.zeros((h, w), bool) for s in samples])
         images = np.stack([s.image for s in samples])
-        cm, ci, pad = [], [], []
-        with torch.inference_mode():
+        row, best = [], []
+        with torch.inference_mode():   # the head itself: winning bank row (-1 = a padding row won) and its score
             for i in range(0, len(images), batch):
-                f = model.features(model.preprocess(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))))
-                F = f.reshape(f.shape[0], f.shape[1], -1)
-                S = torch.matmul(bank, F) / 2 + 0.5
-                v, j = S.masked_fill(~valid[None, :, None], -1).reshape(len(F), C, max_n, -1).max(2)
-                cm.append(v.numpy())
-                ci.append(j.numpy())
-                pad.append(S.masked_fill(valid[None, :, None], -1).max(1).values.numpy())
-        cm, ci, pad = (np.concatenate(a).reshape(len(images), *a[0].shape[1:-1], h, w) for a in (cm, ci, pad))
-        best, win = cm.max(1), cm.argmax(1)                                   # [N, h, w]
-        vote = best > pad
-        vert = np.take_along_axis(ci, win[:, None], 1)[:, 0]
+                o = model.predict_bgr(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))
+                row.append(o["vertex"].numpy())
+                best.append(o["vertex_score"].float().numpy())
+        row, best = np.concatenate(row), np.concatenate(best)                 # [N, h, w]
+        vote = row >= 0
+        win, vert = np.where(vote, row // max_n, -1), np.where(vote, row % max_n, 0)
         same_cls, same_geo = neighbour_support(win, pos[win, vert], vote, 0.35)
         onehot = win[:, None] == np.arange(C)[None, :, None, None]
         rules = {"head": vote, "class 2": vote & (same_cls >= 2), "geometry 1": vote & (same_geo >= 1),
