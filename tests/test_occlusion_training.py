@@ -267,3 +267,68 @@ def test_vote_term_is_the_cross_entropy_of_soft_whole_image_vote_shares():
     mem2 = memory.clone()
     mem2[2] = f.detach()[0, :, 0, 0]                                 # class 0 has 2 real rows: row 2 is padding
     assert float(vote_term(f.detach(), mem2, n_list, max_n, labels, T)) == pytest.approx(float(got.detach()), rel=1e-6)
+
+
+def test_degrade_is_a_held_out_family_applied_to_the_chosen_share():
+    """Training degradation: prob 0 is the identity, prob 1 changes every image; reproducible from the
+    generator; each kind differs from every test corruption at every severity; with two views only the
+    second (occluded) view is degraded, identically for NOVUM and the baseline."""
+    from test_train import tiny_train_config
+    from train_fakes import fake_samples
+
+    from novum.data.corruptions import CORRUPTIONS, corrupt
+    from novum.training.data import pack_samples
+    from novum.training.degrade import KINDS, degrade, degrade_image
+    from novum.training.dist import DistContext
+    from novum.training.tasks import BaselineTask, NovumTask
+
+    rng = np.random.default_rng(0)
+    img = cv2_scene(rng)
+    imgs = torch.from_numpy(np.stack([img] * 16))
+    assert degrade(imgs, 0.0, torch.Generator().manual_seed(0)) is imgs
+    a = degrade(imgs, 1.0, torch.Generator().manual_seed(3))
+    b = degrade(imgs, 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.dtype == torch.uint8 and a.shape == imgs.shape
+    assert all(not torch.equal(a[i], imgs[i]) for i in range(16))
+    assert torch.equal(imgs[0], torch.from_numpy(img))                 # the input is not changed
+    half = degrade(imgs, 0.5, torch.Generator().manual_seed(4))
+    changed = sum(not torch.equal(half[i], imgs[i]) for i in range(16))
+    assert 2 <= changed <= 14
+    noise = rng.standard_normal(img.shape)
+    for kind in KINDS:
+        out = degrade_image(img, kind, np.array([0.5, 0.3, 0.5]), noise).astype(np.float32)
+        for c in CORRUPTIONS:
+            for sev in range(1, 6):
+                test = corrupt(img, c, sev, np.random.default_rng(1)).astype(np.float32)
+                assert np.abs(out - test).mean() > 1.0, (kind, c, sev)
+    with pytest.raises(ValueError, match="unknown degradation"):
+        degrade_image(img, "fog", np.zeros(3))
+
+    cfg = tiny_train_config(consistency=1.0, occluders=1.0, degrade=1.0)
+    mc = cfg.model_config()
+    packed = pack_samples(fake_samples(mc, 4, seed=0), mc)
+    seen = {}
+    for task in (NovumTask(cfg, DistContext(), 0), BaselineTask(cfg, DistContext(), 0)):
+        def spy(x, net=task.net, kind=task.kind):
+            seen[kind] = x
+            return net(x)
+        task.net = spy
+        batch = packed.batch(np.arange(4))
+        task.step(batch, torch.Generator().manual_seed(1))
+        assert torch.equal(seen[task.kind][:4], task._input(batch["images"]))   # the clean view stays clean
+    assert torch.equal(seen["novum"][4:], seen["baseline"][4:])
+    plain = tiny_train_config(consistency=1.0, occluders=1.0)
+    task = BaselineTask(plain, DistContext(), 0)
+    task.net = lambda x: (seen.__setitem__("plain", x), torch.zeros(x.shape[0], mc.num_classes, requires_grad=True))[1]
+    task.step(packed.batch(np.arange(4)), torch.Generator().manual_seed(1))
+    assert not torch.equal(seen["plain"][4:], seen["baseline"][4:])  # degrade changed the occluded view
+
+
+def cv2_scene(rng: np.random.Generator) -> np.ndarray:
+    """A 64x80 BGR image with edges, texture and colour, so every degradation shows."""
+    import cv2
+    img = np.full((64, 80, 3), 90, np.uint8)
+    cv2.rectangle(img, (10, 8), (50, 40), (200, 40, 30), -1)
+    cv2.circle(img, (55, 40), 14, (20, 180, 230), -1)
+    img[::4] = np.clip(img[::4].astype(int) + 40, 0, 255).astype(np.uint8)
+    return np.clip(img.astype(int) + rng.integers(-10, 10, img.shape), 0, 255).astype(np.uint8)

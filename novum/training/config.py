@@ -72,6 +72,8 @@ class TrainConfig:
     consistency: float = 0.0            # > 0: train on a clean and an occluded view of each image; weight of the term
                                         # pulling visible-cell features of the occluded view to the clean view's
     vote_loss: float = 0.0              # weight of the whole-image soft-vote cross-entropy (0 = upstream's objective)
+    degrade: float = 0.0                # share of training images given a held-out photometric degradation
+                                        # (novum.training.degrade; the occluded view when there are two)
     momentum: float = 0.9
     distance_thr: float | None = None   # px; None: 48 * H / 640 (upstream's 48 px at 640x800)
     max_vertices: int | None = None     # contrastive term on <= this many visible vertices per image (None: all)
@@ -163,6 +165,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "occluders": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "consistency": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
     "vote_loss": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "degrade": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
     "distance_thr": (lambda v: v is None or (_is_num(v) and v > 0), "null or a number > 0"),
     "max_vertices": (lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),

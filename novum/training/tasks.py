@@ -14,6 +14,7 @@ from novum.model import NovumModel
 from novum.training.bank import class_sums, fill_padding_with_clutter, momentum_update, push_clutter
 from novum.training.config import TrainConfig
 from novum.training.data import PackedSamples
+from novum.training.degrade import degrade
 from novum.training.dist import DistContext
 from novum.training.loss import novum_loss, view_consistency, vote_term
 from novum.training.masking import (OccluderPatches, apply_mosaic, block_masks, cell_mask, hidden_keypoints,
@@ -22,8 +23,9 @@ from novum.training.masking import (OccluderPatches, apply_mosaic, block_masks, 
 
 def synthetic_occlusion(cfg: TrainConfig, patches: "OccluderPatches | None", batch: dict[str, Tensor], mc,
                         generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
-    """The batch's images with the configured training occlusion, and the occluded cells [B, h*w]
-    (None when off). Both tasks call it, so NOVUM and the baseline see the same images."""
+    """The batch's images with the configured training occlusion (then degradation, ``degrade``), and
+    the occluded cells [B, h*w] (None when off). Both tasks call it, so NOVUM and the baseline see the
+    same images; with two views this is the second view."""
     images, occluded = batch["images"], None
     if cfg.masking > 0:
         blocks = block_masks(batch["boxes"], mc.input_size, cfg.masking, tuple(cfg.masking_frac), generator)
@@ -33,6 +35,8 @@ def synthetic_occlusion(cfg: TrainConfig, patches: "OccluderPatches | None", bat
         images, pix = patches.paste(images, batch["boxes"], cfg.occluders, generator)
         cells = pixel_cells(pix, mc.feature_size, mc.stride)
         occluded = cells if occluded is None else occluded | cells
+    if cfg.degrade > 0:
+        images = degrade(images, cfg.degrade, generator)
     return images, occluded
 
 
