@@ -296,3 +296,26 @@ def test_vertex_score_bound_quantile(precision, ok):
     check = [c for c in rep.checks if c.output == "vertex_score"][0]
     assert check.max_abs == pytest.approx(5e-2 + 1e-4)
     assert check.ok is ok, check
+
+
+def test_int8_tie_gap_is_a_rounding_gap_not_the_score_tail_bound():
+    """int8 bounds vertex_score at 3e-2 (its clipped tail) but two rows tie only within 2e-2: a row
+    whose similarity (cos/2 + 0.5) is 2.5e-2 below the reference's winner is a different answer, one
+    1.5e-2 below is a tie."""
+    from novum.export.verify import TOLERANCES, compare
+
+    t8 = TOLERANCES["int8"]
+    assert t8.vertex_score_atol == 3e-2 and t8.tie_atol == 2e-2
+    assert TOLERANCES["fp16"].tie_atol == TOLERANCES["fp16"].vertex_score_atol
+    feat = np.zeros((1, 4, 1, 1))
+    feat[0, 0, 0, 0] = 1.0
+    bank = np.zeros((3, 4))
+    for row, cos in ((0, 1.0), (1, 1.0 - 3e-2), (2, 1.0 - 5e-2)):
+        bank[row, 0], bank[row, 1] = cos, np.sqrt(1 - cos * cos)
+    ref = {"scores": np.array([[0.9, 0.1]]), "vertex": np.zeros((1, 1, 1), np.int32),
+           "vertex_score": np.ones((1, 1, 1), np.float32), "features": feat}
+    agree = {}
+    for row in (1, 2):
+        out = dict(ref, vertex=np.full((1, 1, 1), row, np.int32))
+        agree[row] = {c.output: c for c in compare(ref, out, "t", "ort", "int8", 1, 3, bank=bank).checks}["vertex"].agreement
+    assert agree == {1: 1.0, 2: 0.0}
