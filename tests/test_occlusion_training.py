@@ -208,9 +208,9 @@ def test_view_consistency_is_one_minus_cosine_on_kept_cells_towards_the_clean_vi
     assert float(view_consistency(clean, occ, torch.zeros_like(keep)).detach()) == 0.0
 
 
-def test_consistency_trains_both_tasks_on_a_clean_and_an_occluded_view():
-    """NOVUM: one forward pass over the clean and the occluded images, the consistency term logged;
-    the baseline's cross-entropy sees exactly the same 2B images."""
+def two_view_inputs(**overrides) -> tuple[dict, dict, dict]:
+    """One training step of NOVUM and of the baseline on the same 4 fake images: the network input
+    each task saw, NOVUM's logged stats, and the batch."""
     from test_train import tiny_train_config
     from train_fakes import fake_samples
 
@@ -218,26 +218,33 @@ def test_consistency_trains_both_tasks_on_a_clean_and_an_occluded_view():
     from novum.training.dist import DistContext
     from novum.training.tasks import BaselineTask, NovumTask
 
-    cfg = tiny_train_config(consistency=1.0, occluders=1.0, clutter_loss=1.0)
+    cfg = tiny_train_config(**overrides)
     mc = cfg.model_config()
     packed = pack_samples(fake_samples(mc, 4, seed=0), mc)
-    seen = {}
+    seen, stats = {}, {}
     for task in (NovumTask(cfg, DistContext(), 0), BaselineTask(cfg, DistContext(), 0)):
         def spy(x, net=task.net, kind=task.kind):
             seen[kind] = x
             return net(x)
         task.net = spy
         batch = packed.batch(np.arange(4))
-        loss, stats = task.step(batch, torch.Generator().manual_seed(1))
+        loss, stats[task.kind] = task.step(batch, torch.Generator().manual_seed(1))
         loss.backward()
         assert torch.isfinite(loss)
-        x = seen[task.kind]
-        assert x.shape[0] == 8                                        # clean + occluded
-        assert torch.equal(x[:4], task._input(batch["images"]))       # the first half is the clean batch
-        assert not torch.equal(x[4:], x[:4])                          # the second is occluded
+        assert torch.equal(seen[task.kind][:4], task._input(batch["images"]))   # the first half is the clean batch
         if task.kind == "novum":
-            assert 0 < stats["cons"] < 2
             task.after_step()
+    return seen, stats, batch
+
+
+def test_consistency_trains_both_tasks_on_a_clean_and_an_occluded_view():
+    """NOVUM: one forward pass over the clean and the occluded images, the consistency term logged;
+    the baseline's cross-entropy sees exactly the same 2B images."""
+    seen, stats, _ = two_view_inputs(consistency=1.0, occluders=1.0, clutter_loss=1.0)
+    for x in seen.values():
+        assert x.shape[0] == 8                                        # clean + occluded
+        assert not torch.equal(x[4:], x[:4])                          # the second half is occluded
+    assert 0 < stats["novum"]["cons"] < 2
     assert torch.equal(seen["novum"][4:], seen["baseline"][4:])      # the same occluded images for both
 
 
@@ -273,14 +280,8 @@ def test_degrade_is_a_held_out_family_applied_to_the_chosen_share():
     """Training degradation: prob 0 is the identity, prob 1 changes every image; reproducible from the
     generator; each kind differs from every test corruption at every severity; with two views only the
     second (occluded) view is degraded, identically for NOVUM and the baseline."""
-    from test_train import tiny_train_config
-    from train_fakes import fake_samples
-
     from novum.data.corruptions import CORRUPTIONS, corrupt
-    from novum.training.data import pack_samples
     from novum.training.degrade import KINDS, degrade, degrade_image
-    from novum.training.dist import DistContext
-    from novum.training.tasks import BaselineTask, NovumTask
 
     rng = np.random.default_rng(0)
     img = cv2_scene(rng)
@@ -304,24 +305,11 @@ def test_degrade_is_a_held_out_family_applied_to_the_chosen_share():
     with pytest.raises(ValueError, match="unknown degradation"):
         degrade_image(img, "fog", np.zeros(3))
 
-    cfg = tiny_train_config(consistency=1.0, occluders=1.0, degrade=1.0)
-    mc = cfg.model_config()
-    packed = pack_samples(fake_samples(mc, 4, seed=0), mc)
-    seen = {}
-    for task in (NovumTask(cfg, DistContext(), 0), BaselineTask(cfg, DistContext(), 0)):
-        def spy(x, net=task.net, kind=task.kind):
-            seen[kind] = x
-            return net(x)
-        task.net = spy
-        batch = packed.batch(np.arange(4))
-        task.step(batch, torch.Generator().manual_seed(1))
-        assert torch.equal(seen[task.kind][:4], task._input(batch["images"]))   # the clean view stays clean
+    seen, _, _ = two_view_inputs(consistency=1.0, occluders=1.0, degrade=1.0)   # clean view stays clean
     assert torch.equal(seen["novum"][4:], seen["baseline"][4:])
-    plain = tiny_train_config(consistency=1.0, occluders=1.0)
-    task = BaselineTask(plain, DistContext(), 0)
-    task.net = lambda x: (seen.__setitem__("plain", x), torch.zeros(x.shape[0], mc.num_classes, requires_grad=True))[1]
-    task.step(packed.batch(np.arange(4)), torch.Generator().manual_seed(1))
-    assert not torch.equal(seen["plain"][4:], seen["baseline"][4:])  # degrade changed the occluded view
+    plain, _, _ = two_view_inputs(consistency=1.0, occluders=1.0)
+    assert torch.equal(plain["novum"][:4], seen["novum"][:4])
+    assert not torch.equal(plain["baseline"][4:], seen["baseline"][4:])  # degrade changed the occluded view
 
 
 def cv2_scene(rng: np.random.Generator) -> np.ndarray:
