@@ -22,30 +22,22 @@ import json
 import numpy as np
 
 
-def cell_maxima(model, images: np.ndarray, batch: int = 50):
+def cell_maxima(model, images: np.ndarray, batch: int = 25):
     """Per-class best real-row similarity [N, C, P], best padding-row similarity [N, P] (-inf when the
     bank has none) and best padding-or-clutter similarity [N, P]."""
     import torch
 
-    mc = model.config
-    bank, clutter = model.volumes.bank.float(), model.volumes.clutter.float()
-    real = [(c * mc.max_n, c * mc.max_n + n) for c, n in enumerate(mc.n_list)]
-    pad = [(b, c * mc.max_n + mc.max_n) for c, (_, b) in enumerate(real) if b < c * mc.max_n + mc.max_n]
+    mc, vol = model.config, model.volumes
+    bank, clutter, valid = vol.bank.float(), vol.clutter.float(), vol.valid_rows()[None, :, None]
     vals, pads, clut = [], [], []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
             f = model.features(model.preprocess(torch.from_numpy(images[i:i + batch])))
             f = f.reshape(f.shape[0], f.shape[1], -1)
-
-            def best(a: int, b: int, rows=bank):
-                return (torch.matmul(rows[a:b], f) / 2 + 0.5).max(1).values
-
-            vals.append(torch.stack([best(a, b) for a, b in real], 1))
-            m = torch.full_like(vals[-1][:, 0], -np.inf)
-            for a, b in pad:
-                m = torch.maximum(m, best(a, b))
-            pads.append(m)
-            clut.append(torch.maximum(m, best(0, len(clutter), clutter)))
+            s = torch.matmul(bank, f) / 2 + 0.5                                     # [B, C*max_n, P]
+            vals.append(s.masked_fill(~valid, -np.inf).reshape(len(f), mc.num_classes, mc.max_n, -1).amax(2))
+            pads.append(s.masked_fill(valid, -np.inf).amax(1))
+            clut.append(torch.maximum(pads[-1], (torch.matmul(clutter, f) / 2 + 0.5).amax(1)))
     return torch.cat(vals).numpy(), torch.cat(pads).numpy(), torch.cat(clut).numpy()
 
 

@@ -186,7 +186,8 @@ def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], target: str,
     With ``bank`` (and ``features`` in ``ref``), a pixel whose winning row differs still agrees when
     the two rows tie: their similarities to the reference feature differ by at most the precision's
     tie gap (``Tolerance.tie_atol``: ``vertex_tie_atol``, else ``vertex_score_atol``). Trained banks
-    have such ties: the unwelded cuboid meshes duplicate edge and corner vertices, whose features converge to the same vector.
+    have such ties: the unwelded cuboid meshes duplicate edge and corner vertices, whose features
+    converge to the same vector.
     """
     tol = TOLERANCES.get(precision)
     if tol is None:
