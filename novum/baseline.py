@@ -16,6 +16,7 @@ from novum.config import ModelConfig, config_from_json
 from novum.errors import CheckpointError
 from novum.io import atomic_path
 from novum.model import preprocess_bgr
+from novum.model.input_norm import normalise_input
 from novum.model.resnet import ResNet
 
 FORMAT = "novum-baseline"
@@ -38,6 +39,7 @@ class BaselineClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalised images [B, 3, H, W] -> logits [B, C]."""
         r = self.encoder
+        x = normalise_input(x, self.config.backbone.input_norm)   # as the NOVUM backbone does
         x = r.maxpool(r.relu(r.bn1(r.conv1(x))))
         x = r.layer4(r.layer3(r.layer2(r.layer1(x))))
         return self.fc(x.mean(dim=(2, 3)))

@@ -28,6 +28,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+INPUT_NORMS = ("none", "image", "local")   # BackboneConfig.input_norm (novum.model.input_norm)
+
+
 @dataclass
 class BackboneConfig:
     """ResNet encoder + DoubleConv/Up decoder ("resnetext"), upstream structure.
@@ -48,9 +51,12 @@ class BackboneConfig:
     feature_dim: int = 128
     stages: int = 4
     cell_mlp: int = 0
+    input_norm: str = "none"
 
     def __post_init__(self) -> None:
         self.layers = tuple(int(v) for v in self.layers)  # type: ignore[assignment]
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"backbone input_norm must be one of {INPUT_NORMS} (got {self.input_norm!r})")
         if self.stages not in (2, 3, 4):
             raise ValueError(f"backbone stages must be 2, 3 or 4 (got {self.stages})")
         if self.stages == 2 and self.decoder_out != self.stage_channels()[1]:
@@ -135,7 +141,12 @@ class ModelConfig:
         return self.num_classes * self.max_n
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as plain data; ``backbone.input_norm`` is left out when it is "none", so files
+        of models without it stay as they were (and readable by earlier versions)."""
+        d = dataclasses.asdict(self)
+        if d["backbone"]["input_norm"] == "none":
+            del d["backbone"]["input_norm"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "model config", fix: str = "") -> "ModelConfig":
@@ -159,14 +170,16 @@ def upstream_config() -> ModelConfig:
 
 def small_config(classes: tuple[str, ...] = PASCAL3D_CLASSES, input_size: tuple[int, int] = (128, 160),
                  extents: tuple[tuple[float, ...], ...] | None = None, vertices: int = 200,
-                 width: int = 32, feature_dim: int = 64, stages: int = 4, cell_mlp: int = 0) -> ModelConfig:
+                 width: int = 32, feature_dim: int = 64, stages: int = 4, cell_mlp: int = 0,
+                 input_norm: str = "none") -> ModelConfig:
     """A CPU-sized variant of the same structure: ResNet-18-style basic blocks, narrow decoder."""
     from novum.mesh import default_extents, mesh_counts
 
     extents = extents or tuple(default_extents(c) for c in classes)
     n_list = tuple(mesh_counts(e, vertices) for e in extents)
     bb = BackboneConfig(arch="resnetext18s", block="basic", layers=(2, 2, 2, 2), width=width,
-                        decoder_out=2 * width, feature_dim=feature_dim, stages=stages, cell_mlp=cell_mlp)
+                        decoder_out=2 * width, feature_dim=feature_dim, stages=stages, cell_mlp=cell_mlp,
+                        input_norm=input_norm)
     h = input_size[0]
     return ModelConfig(classes=tuple(classes), n_list=n_list, max_n=max(n_list), n_clutter=256,
                        extents=extents, input_size=input_size, focal=3000.0 * h / 640.0, backbone=bb)
@@ -241,6 +254,7 @@ BACKBONE_CONFIG = Obj({
     "feature_dim": Int(1, MAX_FEATURE_DIM),
     "stages": Int(2, 4),
     "cell_mlp": Int(0, 8192),
+    "input_norm": Str(choices=INPUT_NORMS),
 }, unknown="reject", checks=[_backbone_size])
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from novum.config import BackboneConfig
+from novum.model.input_norm import normalise_input
 from novum.model.resnet import ResNet
 
 
@@ -111,7 +112,7 @@ class NovumBackbone(nn.Module):
         Inference (upstream ``forward_test``) applies the projection WITHOUT its bias; upstream's
         training path applied it with the bias (``bias=True`` reproduces that).
         """
-        m = self.net(x)
+        m = self.net(normalise_input(x, self.cfg.input_norm))
         if self.cfg.cell_mlp:
             m = self.cell_mlp(m)
         w = self.out_layer.weight[:, :, None, None]

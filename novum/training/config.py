@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from novum.config import MIN_INPUT_SIDE, PASCAL3D_CLASSES, ModelConfig, small_config
+from novum.config import INPUT_NORMS, MIN_INPUT_SIDE, PASCAL3D_CLASSES, ModelConfig, small_config
 from novum.contracts.schema import parse_json, parse_yaml, read_text, show
 from novum.errors import InputError
 
@@ -51,6 +51,7 @@ class TrainConfig:
     feature_dim: int = 64
     stages: int = 4                # backbone depth: 4 = upstream (stride 32 + decoder), 2 = stride 8, no decoder
     cell_mlp: int = 0              # width of a 1x1-conv MLP before the projection (0: none, as upstream)
+    input_norm: str = "none"       # contrast normalisation inside the network: none (upstream) | image | local
     # optimisation
     epochs: int = 10
     batch_size: int = 32
@@ -108,7 +109,7 @@ class TrainConfig:
     def model_config(self) -> ModelConfig:
         return small_config(classes=self.classes, input_size=self.input_size, vertices=self.vertices,
                             width=self.width, feature_dim=self.feature_dim, stages=self.stages,
-                            cell_mlp=self.cell_mlp)
+                            cell_mlp=self.cell_mlp, input_norm=self.input_norm)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -146,6 +147,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "feature_dim": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
     "stages": (lambda v: _is_int(v) and v in (2, 3, 4), "2, 3 or 4"),
     "cell_mlp": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: none)"),
+    "input_norm": (lambda v: v in INPUT_NORMS, " or ".join(f'"{m}"' for m in INPUT_NORMS)),
     "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
