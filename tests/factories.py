@@ -10,9 +10,12 @@ from novum.upstream_layout import randomize_bn
 from novum.upstream_layout import write_upstream_layout_checkpoint as make_upstream_checkpoint  # noqa: F401 - for the tests
 
 
-def make_small_model(seed: int = 0, classes=None, input_size=(128, 160)) -> NovumModel:
+def make_small_model(seed: int = 0, classes=None, input_size=(128, 160), **config) -> NovumModel:
+    """A small NOVUM model with random weights and BN statistics; ``config``: more small_config arguments."""
     torch.manual_seed(seed)
-    cfg = small_config(input_size=input_size) if classes is None else small_config(classes=classes, input_size=input_size)
+    if classes is not None:
+        config["classes"] = classes
+    cfg = small_config(input_size=input_size, **config)
     model = NovumModel(cfg, generator=torch.Generator().manual_seed(seed)).eval()
     randomize_bn(model, seed)
     return model
@@ -38,3 +41,14 @@ def structured_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 N_LIST = PASCAL3D_N_LIST
+
+
+def benchmark_module(name: str):
+    """``benchmarks/<name>.py`` loaded as a module (the folder is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -9,10 +9,10 @@ import onnx
 import pytest
 import torch
 
-from factories import structured_frames
+from factories import make_small_model, structured_frames
 from novum.baseline import BaselineClassifier, load_baseline, save_baseline
 from novum.checkpoint import load_native, read_native_metadata, save_native
-from novum.config import ModelConfig, SchemaError, small_config
+from novum.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, SchemaError, small_config
 from novum.data.corruptions import corrupt
 from novum.export.fp16 import convert_fp16
 from novum.export.onnx import export_onnx
@@ -20,22 +20,15 @@ from novum.export.trt_ops import unsupported_nodes
 from novum.export.verify import verify
 from novum.model import NovumModel, preprocess_bgr
 from novum.model.input_norm import LOCAL_WINDOW, normalise_input
-from novum.upstream_layout import randomize_bn
-
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _norm_in(frames: np.ndarray) -> torch.Tensor:
-    return preprocess_bgr(torch.from_numpy(frames), MEAN, STD)
+    return preprocess_bgr(torch.from_numpy(frames), IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _model(mode: str, stages: int = 2, seed: int = 0) -> NovumModel:
-    torch.manual_seed(seed)
-    mc = small_config(classes=("car", "bus", "chair"), vertices=40, width=8, feature_dim=16, stages=stages,
-                      input_norm=mode)
-    model = NovumModel(mc, generator=torch.Generator().manual_seed(seed)).eval()
-    randomize_bn(model, seed)
-    return model
+def _model(mode: str) -> NovumModel:
+    return make_small_model(classes=("car", "bus", "chair"), vertices=40, width=8, feature_dim=16, stages=2,
+                            input_norm=mode)
 
 
 @pytest.mark.parametrize("mode", ["image", "local"])

@@ -1,19 +1,14 @@
 """benchmarks/score_rules.py: its 'head' rule is the shipped head's scores."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from factories import benchmark_module
 
 
 def test_head_rule_is_the_heads_decision_and_rules_see_clutter():
-    spec = importlib.util.spec_from_file_location("score_rules", BENCHMARKS / "score_rules.py")
-    sr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sr)
+    sr = benchmark_module("score_rules")
     from novum.config import small_config
     from novum.model import NovumModel
     from novum.training.bank import fill_padding_with_clutter

@@ -1,20 +1,19 @@
 """benchmarks/vote_sources.py: neighbour support of a cell's vote (class and cuboid geometry)."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from factories import benchmark_module
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _module(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))     # as when the script runs: its folder is on the path
-    spec = importlib.util.spec_from_file_location("vote_sources", BENCHMARKS / "vote_sources.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = benchmark_module("vote_sources")
     sys.modules.pop("feature_stability", None)        # imported by the script; not left for other tests
     return mod
 

@@ -2,33 +2,19 @@
 grow apart."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
+from factories import benchmark_module, make_small_model
 from novum.config import small_config
 from novum.model import NovumModel
-from novum.upstream_layout import randomize_bn
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _widen_module():
-    spec = importlib.util.spec_from_file_location("widen", BENCHMARKS / "widen.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.parametrize("norm", ["image", "none"])
 def test_wider_backbone_computes_the_same_features(norm, tmp_path):
-    w = _widen_module()
-    torch.manual_seed(0)
-    mc = small_config(classes=("car", "bus"), vertices=40, width=8, feature_dim=16, stages=2, input_norm=norm)
-    model = NovumModel(mc, generator=torch.Generator().manual_seed(0)).eval()
-    randomize_bn(model, 0)
+    w = benchmark_module("widen")
+    model = make_small_model(classes=("car", "bus"), vertices=40, width=8, feature_dim=16, stages=2, input_norm=norm)
+    mc = model.config
     wide = w.widen(model, split=0.2, seed=1).eval()
     assert wide.config.backbone.width == 16 and wide.config.backbone.decoder_out == 2 * mc.backbone.decoder_out
     assert wide.config.backbone.input_norm == norm and torch.equal(wide.volumes.bank, model.volumes.bank)
@@ -49,7 +35,7 @@ def _save(model, tmp_path):
 
 
 def test_only_doubling_of_a_decoder_free_backbone():
-    w = _widen_module()
+    w = benchmark_module("widen")
     with pytest.raises(ValueError, match="2-stage"):
         w.widen(NovumModel(small_config(classes=("car",), vertices=40, width=8, feature_dim=16, stages=4)))
     with pytest.raises(ValueError, match="only x2"):
