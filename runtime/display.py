@@ -20,8 +20,10 @@ from novum.errors import NovumError
 
 WINDOW = "novum"
 PROBE_TIMEOUT_S = 15.0
-# one window without the Qt toolbar and status bar, at the frame's own size (pixels 1:1)
-WINDOW_FLAGS = ("WINDOW_AUTOSIZE", "WINDOW_GUI_NORMAL")
+# one window without the Qt toolbar and status bar, sized to the first frame (pixels 1:1; the user may
+# resize it). Not WINDOW_AUTOSIZE: with WINDOW_GUI_NORMAL, the Qt build then at times never paints the
+# window (about 1 run in 4 under Xvfb on a loaded machine: mapped, the right size, and black).
+WINDOW_FLAGS = ("WINDOW_NORMAL", "WINDOW_GUI_NORMAL")
 
 # Run by ``python -c`` in the child: the same cv2 as this process (its folder goes first on sys.path).
 PROBE_CODE = f"""\
@@ -83,14 +85,16 @@ def _probe(key: tuple[str | None, str | None], timeout: float) -> Display:
     return Display(False, f"cannot open a window on display {name} ({detail}the probe process: {died})", fix)
 
 
-def open_window() -> None:
-    """Create novum's window (call once, before the first ``imshow``, and only after :func:`probe`)."""
+def open_window(width: int, height: int) -> None:
+    """Create novum's window at ``width`` x ``height`` (call once, before the first ``imshow``, and only
+    after :func:`probe`)."""
     cv2 = opencv.require()
     flags = 0
     for f in WINDOW_FLAGS:
         flags |= getattr(cv2, f)
     try:
         cv2.namedWindow(WINDOW, flags)
+        cv2.resizeWindow(WINDOW, int(width), int(height))
     except cv2.error as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise NovumError(f"cannot open the window ({msg}); run with --no-show or --save out.mp4") from None

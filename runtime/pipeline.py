@@ -410,7 +410,7 @@ class Pipeline:
         from novum.runtime.display import WINDOW, open_window
 
         if not self.window_open:
-            open_window()
+            open_window(frame.shape[1], frame.shape[0])
             self.window_open = True
         cv2.imshow(WINDOW, frame)
         while True:

@@ -326,7 +326,9 @@ def test_window_keys_quit_pause_and_pose(video, tmp_path, monkeypatch):
     shown, keys = [], iter([-1, ord(" "), -1, -1, ord(" "), ord("p"), -1, ord("q")] + [-1] * 100)
     requested = []
     windows = []
+    sizes = []
     monkeypatch.setattr(cv2, "namedWindow", lambda name, flags: windows.append((name, flags)))
+    monkeypatch.setattr(cv2, "resizeWindow", lambda name, w, h: sizes.append((name, w, h)))
     monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.shape))
     monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys))
     monkeypatch.setattr(cv2, "getWindowProperty", lambda name, prop: 1.0)
@@ -334,7 +336,10 @@ def test_window_keys_quit_pause_and_pose(video, tmp_path, monkeypatch):
     monkeypatch.setattr(Pipeline, "_request_pose", lambda self: requested.append(len(shown)))
     with load(small_onnx(), intra_op_threads=1) as b, open_source(video) as src:
         s = Pipeline(b, src, RunOptions(show=True, jsonl=tmp_path / "o.jsonl")).run()
-    assert windows == [("novum", cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)]   # one window, frames 1:1
+    # one window without the Qt toolbar, sized to the frames (pixels 1:1); not AUTOSIZE, which with
+    # GUI_NORMAL at times never paints (runtime/display.py)
+    assert windows == [("novum", cv2.WINDOW_NORMAL | cv2.WINDOW_GUI_NORMAL)]
+    assert sizes == [("novum", shown[0][1], shown[0][0])]
     assert requested == [3]                  # p on the third frame (the second one waited out the pause)
     assert s.frames == 5 == len(shown) == len(records(tmp_path / "o.jsonl")) and not s.interrupted
     assert s.stream_error is None            # quitting is not a broken stream

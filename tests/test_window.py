@@ -75,7 +75,7 @@ def test_window_shows_the_annotated_frames_under_xvfb(tmp_path):
     """novum-run --show on the demo clip under Xvfb: a window opens, and what the screen shows is the
     annotated frame (the overlay's pixels, label colour included), not the bare camera frame."""
     shown, log = tmp_path / "shown.avi", tmp_path / "o.jsonl"
-    n = 40
+    n = 150                     # 2-4 s of window: the first paint can take a second on a loaded machine
     grabs: list[np.ndarray] = []
     with Xvfb(640, 480) as x:
         proc = subprocess.Popen([sys.executable, "-m", "novum.runtime.cli", "--model", str(small_onnx()),

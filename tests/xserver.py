@@ -39,7 +39,7 @@ class Xvfb:
         w, h = self.size
         # -displayfd: Xvfb picks a free display number and writes it to stdout once it accepts clients
         self._proc = subprocess.Popen([exe, "-displayfd", "1", "-screen", "0", f"{w}x{h}x24", "-fbdir", str(self._dir),
-                                       "-nolisten", "tcp"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                       "-nolisten", "tcp", "-nocursor"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self._proc.stdout.readline().strip()
         if not line.isdigit():
             self.__exit__()
