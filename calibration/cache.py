@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from novum.contracts.int8 import CALIB_METHODS
 from novum.contracts.schema import Bool, Either, Int, List, Map, Num, Obj, SchemaError, Str, parse_json, read_text, validate
 from novum.io import atomic_write_text
 
@@ -45,7 +46,7 @@ def cache_key(model_sha256: str, samples: list[str], frames_sha256: str, method:
 MAX_CACHE_BYTES = 64 << 20        # entropy caches hold 2048-bin histograms: ~50 kB per tensor
 MAX_CACHE_TENSORS = 1 << 16       # calibrated tensors (a ResNet-50 novum model: ~70)
 MAX_ARRAY = 1 << 16               # values in one array (histograms: 2048 bins)
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = CALIB_METHODS
 FIX = "delete it to calibrate again"
 _F32 = 3.4e38
 _DTYPE_MAX = {"float16": 65504.0, "float32": _F32, "float64": 1.7e308, "int32": 2 ** 31 - 1, "int64": 2 ** 63 - 1,

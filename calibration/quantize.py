@@ -40,12 +40,12 @@ from novum.calibration.gate import DEFAULT_THRESHOLD, AccuracyGateError, GateRep
 from novum.calibration.readers import FrameSet, OrtCalibrationReader, calibration_frames
 from novum.calibration.recipe import CALIBRATED_OPS, RECIPE_VERSION, RECIPES, QdqSummary, QuantizeError, \
     find_parts, inspect_qdq, keep_outputs_fp32, tie_passthrough_ranges, trt_placement
-from novum.contracts.int8 import ONNXRUNTIME, TARGET_KEY, TARGETS, TENSORRT, sibling
+from novum.contracts.int8 import DEFAULT_CALIB_METHOD, ONNXRUNTIME, TARGET_KEY, TARGETS, TENSORRT, sibling
 from novum.contracts.onnx_file import load_onnx, onnx_sha256, read_metadata, save_onnx, set_metadata, staging_dir
 from novum.errors import InputError
 
 METHODS = calib_cache.METHODS
-DEFAULT_METHOD = "minmax"   # the one method that kept both graphs >= 99% on the demo model (README, INT8)
+DEFAULT_METHOD = DEFAULT_CALIB_METHOD
 DEFAULT_SAMPLES = 64
 DEFAULT_HOLDOUT = 200
 SEARCH_FRAMES = 64  # calibration frames the fallback search evaluates on

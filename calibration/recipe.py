@@ -75,11 +75,12 @@ class QuantizeError(NovumError):
 
 @dataclass
 class GraphParts:
-    backbone: list[str]            # every node upstream of the features, the projection included
+    backbone: list[str]            # every node upstream of the features from the first Conv on, projection included
     convs: list[str]               # the backbone's Conv nodes, projection included, in graph order
     projection: str                # the projection Conv
     features: str                  # the tensor the L2 normalisation reads
     head: list[str] = field(default_factory=list)   # every node downstream of ``features``
+    pre: list[str] = field(default_factory=list)    # the preprocessing before the first Conv (kept fp32)
 
 
 def _index(graph: onnx.GraphProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
@@ -123,9 +124,18 @@ def find_parts(model: onnx.ModelProto) -> GraphParts:
                 seen.add(n.name)
                 down.append(n.name)
                 stack.extend(n.output)
-    backbone = [n.name for n in g.node if n.name in up]
+    # The preprocessing (cast, layout, mean/std and the optional contrast normalisation) is every
+    # node with no Conv upstream of it: it stays fp32, so the int8 region starts at the first Conv's
+    # input (a per-pixel division by a local deviation is no op to run on 8 bits).
+    after_conv: set[str] = set()
+    for n in g.node:                                  # graph order is topological
+        if n.name in up and (n.op_type == "Conv" or any(
+                (p := producer.get(i)) is not None and p.name in after_conv for i in n.input)):
+            after_conv.add(n.name)
+    backbone = [n.name for n in g.node if n.name in up and n.name in after_conv]
+    pre = [n.name for n in g.node if n.name in up and n.name not in after_conv]
     convs = [n.name for n in g.node if n.name in up and n.op_type == "Conv"]
-    return GraphParts(backbone, convs, proj.name, features, down)
+    return GraphParts(backbone, convs, proj.name, features, down, pre)
 
 
 def _ensure_names(g: onnx.GraphProto) -> None:

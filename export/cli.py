@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from novum.cli_util import run_cli
+from novum.contracts.int8 import CALIB_METHODS, DEFAULT_CALIB_METHOD
 from novum.contracts.onnx_file import DEFAULT_EXPORTER, DEFAULT_MAX_BATCH, EXPORTERS, OPSET
 
 
@@ -31,8 +32,8 @@ def parser() -> argparse.ArgumentParser:
                         "(default 5; 0: skip)")
     p.add_argument("--calib", help="int8 calibration data: 'demo' (synthetic frames of the model's classes, the "
                                    "default), a folder of images, a glob or a video; implies --int8")
-    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
-                   help="int8 activation-range method (default minmax; percentile: 99.999%% of the values)")
+    p.add_argument("--calib-method", choices=CALIB_METHODS, default=DEFAULT_CALIB_METHOD,
+                   help=f"int8 activation-range method (default {DEFAULT_CALIB_METHOD}; percentile: 99.999%% of the values)")
     p.add_argument("--calib-samples", type=int, default=64, help="int8 calibration frames (default 64)")
     p.add_argument("--calib-seed", type=int, default=0, help="seed that picks the calibration frames (default 0)")
     p.add_argument("--calib-holdout", type=int, default=200,

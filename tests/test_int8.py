@@ -13,7 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 from novum.calibration.fusion import ort_fusion
-from novum.calibration.quantize import quantize, quantize_targets
+from novum.calibration.quantize import DEFAULT_METHOD, METHODS, quantize, quantize_targets
 from novum.calibration.recipe import find_parts, inspect_qdq, trt_placement_issues
 from novum.contracts.int8 import ONNXRUNTIME, TENSORRT
 from novum.export.trt_ops import unsupported_nodes
@@ -253,7 +253,7 @@ def test_metadata_records_target_recipe_and_calibration(int8):
 
     for target, r in int8.items():
         meta = read_metadata(r.path)
-        assert meta["precision"] == "int8" and meta["int8_target"] == target and meta["calib_method"] == "minmax"
+        assert meta["precision"] == "int8" and meta["int8_target"] == target and meta["calib_method"] == DEFAULT_METHOD
         assert meta["int8_activations"] == ("uint8" if target == ONNXRUNTIME else "int8")
         assert meta["int8_weight_bits"] == ("7" if target == ONNXRUNTIME else "8")
         assert json.loads(meta["calib_samples"]) == r.calib.names and len(r.calib.names) == 8
@@ -283,7 +283,7 @@ def test_cache_reused_then_invalidated_when_data_change(fp32_onnx, tmp_path):
     assert not again.calibrated and out.read_bytes() == data  # ranges from the cache: same model
     trt = quantize(fp32_onnx, tmp_path / "m_int8_trt.onnx", target=TENSORRT, **kw)
     assert trt.calibrated  # the cache sits next to the file it was made for
-    other = quantize(fp32_onnx, out, method="percentile", **kw)   # not the default (minmax)
+    other = quantize(fp32_onnx, out, method=next(m for m in METHODS if m != DEFAULT_METHOD), **kw)   # not the default
     assert other.calibrated
     quantize(fp32_onnx, out, **kw)
     for name in first.calib.names:  # same file names, new pixels

@@ -23,6 +23,8 @@ TARGET_KEY = "int8_target"
 ONNXRUNTIME = "onnxruntime"
 TENSORRT = "tensorrt"
 TARGETS = (ONNXRUNTIME, TENSORRT)
+CALIB_METHODS = ("minmax", "entropy", "percentile")   # ONNX Runtime's calibrators
+DEFAULT_CALIB_METHOD = "percentile"   # both graphs of the bundled model pass the gate with it (README, INT8)
 FILE_SUFFIX = {ONNXRUNTIME: "_int8", TENSORRT: "_int8_trt"}
 DESCRIPTION = {
     ONNXRUNTIME: "ONNX Runtime CPU int8 graph (uint8 activations with zero points, int8 weights)",
