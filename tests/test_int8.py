@@ -158,6 +158,28 @@ def test_upstream_layout_graphs_pass_both_checks(upstream_int8):
     _assert_ort_graph(made[ONNXRUNTIME].path, fp32)
 
 
+def test_local_contrast_normalisation_stays_fp32_in_both_graphs(tmp_path):
+    """A 2-stage model with ``input_norm: local`` (the bundled model's kind): the normalisation (box
+    means, a square root, an epsilon Add, a division) is preprocessing, kept fp32; the int8 region
+    starts at the first Conv, and both graphs pass their checks."""
+    from factories import make_small_model
+    from novum.export.onnx import export_onnx
+
+    fp32 = export_onnx(make_small_model(stages=2, input_norm="local"), tmp_path / "local.onnx")
+    parts = find_parts(onnx.load(str(fp32)))
+    pre_ops = {n.op_type for n in _graph(fp32).node if n.name in set(parts.pre)}
+    assert {"AveragePool", "Sqrt", "Add", "Div"} <= pre_ops and not pre_ops & {"Conv"}
+    made = quantize_targets(fp32, tmp_path / "local_int8.onnx", samples=8, holdout=12, threshold=0.0, log=None)
+    for target, r in made.items():
+        assert r.summary.ok and not r.summary.fp32_convs, target
+        g = _graph(r.path)
+        producer = {o: n for n in g.node for o in n.output}
+        for n in (n for n in g.node if n.op_type in ("Sqrt", "AveragePool", "ReduceMean")):
+            assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in n.input), (target, n.name)
+    _assert_trt_graph(made[TENSORRT].path)
+    _assert_ort_graph(made[ONNXRUNTIME].path, fp32)
+
+
 @pytest.fixture(scope="module")
 def torchscript_int8(tmp_path_factory, small_model):
     from novum.export.onnx import export_onnx
