@@ -31,8 +31,8 @@ def _run_against_fake(monkeypatch, tmp_path, models: list[str]) -> tuple[int, di
     real = api.quantize_targets
 
     def int8(src, dst, **kw):   # novum-bench's own int8 rows: the files the run made already (tested elsewhere)
-        if "bench" not in str(dst):
-            return real(src, dst, **kw)
+        if "bench" not in str(dst):   # 16 calibration frames, 20 gate frames: one flip fails the gate, which
+            return real(src, dst, **{**kw, "allow_degraded": True})   # is not what this test checks
         from types import SimpleNamespace
 
         dst = Path(dst)

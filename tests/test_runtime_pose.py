@@ -105,8 +105,10 @@ def test_pose_is_drawn_and_logged_only_with_its_class(video, tmp_path, slow_refi
     labels = [r["class_index"] for r in recs]
     assert labels == [4, 4, 4, 4, 5, 5, 5, 5, 4, 4, 4, 4]
     assert [(r["frame"], r["pose"]["class_index"]) for r in recs if "pose" in r] == [(0, 4), (3, 4), (6, 5), (9, 4)]
+    # a drawn wireframe changes about 1000 yellow pixels; the codec's noise along the (yellow) vote box,
+    # which differs between the two encodes, up to about 30
     drawn = [int(((np.abs(a.astype(int) - b.astype(int)).sum(-1) > 60)
-                  & (a[..., 1] > 190) & (a[..., 2] > 190)).sum() > 30)
+                  & (a[..., 1] > 190) & (a[..., 2] > 190)).sum() > 300)
              for a, b in zip(read_video(tmp_path / "o.mp4"), read_video(tmp_path / "plain.mp4"))]
     # frames 0-3: car pose (4); 4, 5: no pose of class 5 yet; 6, 7: its pose; 8: class 4 again, the
     # old pose is not revived; 9-11: the new one
