@@ -154,8 +154,9 @@ def quantize_targets(fp32_onnx: str | Path, out_path: str | Path, *, targets: tu
             say(f"calibration cache hit: {cpath.name} (same model, frames and method): calibration skipped")
         else:
             present = {n.op_type for n in pre_model.graph.node if n.name in set(parts.backbone)}
-            _calibrate(pre, OrtCalibrationReader(calib_set.frames, meta.get("input_name", "images"), batch=8),
-                       method, [op for op in CALIBRATED_OPS if op in present], ranges_file, tmp)
+            per_call = frames_per_call(calib_set.frames.shape[1:3])
+            _calibrate(pre, OrtCalibrationReader(calib_set.frames, meta.get("input_name", "images"), batch=min(8, per_call)),
+                       method, [op for op in CALIBRATED_OPS if op in present], ranges_file, tmp, per_call)
             if cpath is not None:
                 calib_cache.save(cpath, calib_cache.CacheEntry(key, method, calib_set.names,
                                                                json.loads(ranges_file.read_text())))
@@ -276,15 +277,43 @@ CALIBRATOR_OPTIONS = {"minmax": {}, "entropy": {"num_bins": 2048, "num_quantized
                       "percentile": {"num_bins": 2048, "percentile": 99.999, "symmetric": False}}
 
 
-def _calibrate(pre: Path, reader, method: str, op_types: list[str], out: Path, tmp: Path) -> None:
-    """Run ONNX Runtime's calibrator over ``reader``; write the ranges where quantize_static reads them.
-    A histogram method's range never reaches past the values seen (entropy's is symmetric)."""
+CALL_PIXELS = 64 * 128 * 160   # frame pixels per calibrator call: all 64 demo frames, 2 frames at 640x800
+
+
+def frames_per_call(hw: tuple[int, int], pixels: int | None = None) -> int:
+    """How many frames one calibrator call may take. ONNX Runtime's calibrators keep every calibrated
+    tensor of every frame of a call until it ends (about 1.6 GB per frame for the upstream layout at
+    640x800); min/max ranges and histograms merge across calls, so memory is bounded by one call's
+    frames. (Merged histograms are re-binned: the ranges differ slightly from one call's.)"""
+    return max(1, (CALL_PIXELS if pixels is None else pixels) // max(1, int(hw[0]) * int(hw[1])))
+
+
+class _Frames:
+    """A ``CalibrationDataReader`` over ``reader`` that ends after ``limit`` frames' batches."""
+
+    def __init__(self, reader, limit: int) -> None:
+        self.reader, self.left = reader, limit
+
+    def get_next(self) -> dict | None:
+        if self.left <= 0:
+            return None
+        batch = self.reader.get_next()
+        if batch:
+            self.left -= len(next(iter(batch.values())))
+        return batch
+
+
+def _calibrate(pre: Path, reader, method: str, op_types: list[str], out: Path, tmp: Path, per_call: int) -> None:
+    """Run ONNX Runtime's calibrator over ``reader``, ``per_call`` frames per call (:func:`frames_per_call`);
+    write the ranges where quantize_static reads them. A histogram method's range never reaches past
+    the values seen (entropy's is symmetric)."""
     from onnxruntime.quantization.calibrate import TensorData, create_calibrator, save_tensors_data
 
     with _quiet():
         cal = create_calibrator(pre, op_types, augmented_model_path=str(tmp / "augmented.onnx"),
                                 calibrate_method=_ort_method(method), extra_options=dict(CALIBRATOR_OPTIONS[method]))
-        cal.collect_data(reader)
+        while reader.remaining():
+            cal.collect_data(_Frames(reader, per_call))
         data = cal.compute_data()
         seen = getattr(getattr(cal, "collector", None), "histogram_dict", None) or {}
         for name, (lo_seen, hi_seen) in ((k, v[2:4]) for k, v in seen.items() if len(v) >= 4):

@@ -79,6 +79,10 @@ class OrtCalibrationReader:
         self.served += len(x)
         return {self.input_name: np.ascontiguousarray(x)}
 
+    def remaining(self) -> int:
+        """Frames not handed out yet."""
+        return len(self.frames) - self._i
+
     def rewind(self) -> None:
         self._i = 0
 

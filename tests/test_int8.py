@@ -288,6 +288,33 @@ def test_metadata_records_target_recipe_and_calibration(int8):
     assert fusion["fp32_convs"] == 0 and fusion["standalone_qdq"] == 0 and fusion["int8_convs"] > 10
 
 
+def test_calibration_is_fed_in_bounded_calls_with_the_same_minmax_ranges(fp32_onnx, tmp_path, monkeypatch):
+    """ONNX Runtime's calibrators hold every tensor of every frame of a call: large inputs are fed a few
+    frames per call (the ranges merge); min/max ranges are the same as from one call."""
+    import onnxruntime.quantization.calibrate as ort_cal
+
+    from novum.calibration import quantize as q
+
+    assert q.frames_per_call((128, 160)) == 64 and q.frames_per_call((640, 800)) == 2
+    calls: list[int] = []
+    real = ort_cal.MinMaxCalibrater.collect_data
+
+    def counted(self, reader):
+        calls.append(0)
+        return real(self, reader)
+
+    monkeypatch.setattr(ort_cal.MinMaxCalibrater, "collect_data", counted)
+    kw = dict(samples=12, gate=False, log=None, method="minmax")
+    whole = quantize(fp32_onnx, tmp_path / "a" / "m_int8.onnx", **kw)
+    assert len(calls) == 1
+    calls.clear()
+    monkeypatch.setattr(q, "CALL_PIXELS", 5 * 128 * 160)           # 5 frames per call: 12 frames in 3 calls
+    split = quantize(fp32_onnx, tmp_path / "b" / "m_int8.onnx", **kw)
+    assert len(calls) == 3
+    a, b = (json.loads(r.cache_path.read_text())["tensors"] for r in (whole, split))
+    assert a == b and len(a["data"]) > 5
+
+
 def test_cache_reused_then_invalidated_when_data_change(fp32_onnx, tmp_path):
     from factories import structured_frames
 
