@@ -33,6 +33,7 @@ def scenes(config: object, classes: list[str], seed: int, level: str | None) -> 
 def annotated(model: str, images: list[np.ndarray], work: Path) -> tuple[list[np.ndarray], list[dict]]:
     """``images`` through the runtime with ``--parts`` and ``--save``: the saved frames and the JSONL records."""
     from novum.api import run
+    from novum.runtime.sources import open_source
 
     src = work / "scenes"
     src.mkdir(parents=True, exist_ok=True)
@@ -40,14 +41,8 @@ def annotated(model: str, images: list[np.ndarray], work: Path) -> tuple[list[np
         cv2.imwrite(str(src / f"{k:02d}.png"), img)
     video, log = work / "parts.avi", work / "parts.jsonl"
     run(str(src), model, show=False, quiet=True, save=video, jsonl=log, parts=True)
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    with open_source(str(video)) as saved:
+        frames = [f.image for f in saved]
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     if len(frames) != len(images):
         raise RuntimeError(f"{model}: {len(frames)} frames saved for {len(images)} scenes")
