@@ -20,14 +20,13 @@ import cv2
 import numpy as np
 
 
-def scenes(config: object, classes: list[str], seed: int, level: str | None) -> tuple[list[np.ndarray], list[str]]:
-    """The first test scene of each class in ``classes`` (BGR uint8 images and their true labels)."""
+def scenes(config: object, classes: list[str], seed: int, level: str | None) -> list[np.ndarray]:
+    """The first test scene of each class in ``classes`` (BGR uint8 images, in that order)."""
     from novum.data.synthetic import SyntheticConfig, SyntheticDataset
 
     ds = SyntheticDataset(SyntheticConfig(per_class=1, split="test", seed=seed, occlusion=level), config)
     names = list(ds.classes)
-    images = [ds[names.index(c)].image for c in classes]
-    return images, classes
+    return [ds[names.index(c)].image for c in classes]
 
 
 def annotated(model: str, images: list[np.ndarray], work: Path) -> tuple[list[np.ndarray], list[dict]]:
@@ -64,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, m in enumerate(args.model):
-            images, truth = scenes(load_model(m).config, args.classes, args.seed, level)
+            images = scenes(load_model(m).config, args.classes, args.seed, level)
             frames, records = annotated(m, images, Path(tmp) / f"m{i}")
-            for t, r in zip(truth, records):
+            for t, r in zip(args.classes, records):
                 print(f"{Path(m).name}: {t} -> {r.get('label')} (vote share {r.get('confidence', float('nan')):.2f}, vote box {r.get('box')})")
             rows.append(np.concatenate([cv2.resize(f, None, fx=args.scale, fy=args.scale,
                                                    interpolation=cv2.INTER_NEAREST) for f in frames], axis=1))

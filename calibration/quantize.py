@@ -280,12 +280,12 @@ CALIBRATOR_OPTIONS = {"minmax": {}, "entropy": {"num_bins": 2048, "num_quantized
 CALL_PIXELS = 64 * 128 * 160   # frame pixels per calibrator call: all 64 demo frames, 2 frames at 640x800
 
 
-def frames_per_call(hw: tuple[int, int], pixels: int | None = None) -> int:
+def frames_per_call(hw: tuple[int, int]) -> int:
     """How many frames one calibrator call may take. ONNX Runtime's calibrators keep every calibrated
     tensor of every frame of a call until it ends (about 1.6 GB per frame for the upstream layout at
     640x800); min/max ranges and histograms merge across calls, so memory is bounded by one call's
     frames. (Merged histograms are re-binned: the ranges differ slightly from one call's.)"""
-    return max(1, (CALL_PIXELS if pixels is None else pixels) // max(1, int(hw[0]) * int(hw[1])))
+    return max(1, CALL_PIXELS // max(1, int(hw[0]) * int(hw[1])))
 
 
 class _Frames:
